@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Prepare this checkout on a fresh Debian 12 controller: OS packages, the pinned venv, and the
+# collection link that lets ansible.cfg resolve onprem.llm_serving.* from the checkout.
+# Idempotent: a warm re-run takes about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${VENV:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+APT_PACKAGES=(debootstrap docker.io rsync)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing OS packages ${missing[*]}; run as root or install them: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: apt-get install ${missing[*]}"
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+stamp="$VENV/.requirements.sha256"
+want=$(cat requirements/controller.txt requirements/constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating $VENV (pinned requirements)"
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/controller.txt \
+    -c requirements/constraints.txt 2>&1 | { grep -v "is ignored: it is neither a file" || true; }
+  echo "$want" > "$stamp"
+fi
+
+link=.cache/collections/ansible_collections/onprem/llm_serving
+mkdir -p "$(dirname "$link")"
+if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
+  rm -f "$link"
+  ln -s "$ROOT" "$link"
+fi
+echo "setup: ready ($VENV, collection link $link)"
