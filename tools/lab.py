@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The local lab: Debian 12 hosts that boot systemd, as Docker containers of a private dockerd.
+
+No registry is reachable, so the host image is debootstrapped from Debian's archive and cached as
+a tarball. Everything lives under one git-ignored directory (.lab/ by default, LAB_DIR to move it).
+
+    tools/lab.py up [--hosts N] [--airgap]   start dockerd, build/import the image, start N hosts
+    tools/lab.py down                        remove the hosts, stop dockerd (the image cache stays)
+    tools/lab.py status                      what runs
+    tools/lab.py env                         shell exports (DOCKER_HOST) for docker / molecule
+    tools/lab.py image                       only make sure the image is imported
+    tools/lab.py run-site [ansible args]     build the lab artefacts and run site.yml on the lab
+
+Facts behind the container options are in ../shared/LAB.md: --privileged fails on this VM
+(CAP_SYS_RESOURCE is not in its bounding set), so every other capability is listed; each host
+cgroup hierarchy is bound one by one (binding the whole /sys/fs/cgroup lets the container's systemd
+remount the host's cgroup tmpfs read-only).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LAB_DIR = os.path.abspath(os.environ.get("LAB_DIR", os.path.join(ROOT, ".lab")))
+DOCKER_DIR = os.path.join(LAB_DIR, "docker")
+SOCK = os.path.join(DOCKER_DIR, "docker.sock")
+PIDFILE = os.path.join(DOCKER_DIR, "dockerd.pid")
+CACHE_DIR = os.path.join(LAB_DIR, "cache")
+
+IMAGE = "lab/debian:bookworm"
+HOST_PREFIX = "llm-lab-"
+LABEL = "onprem.llm_serving.lab=1"
+AIRGAP_NET = "lab-airgap"
+SUITE = "bookworm"
+INCLUDE = [
+    "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "sudo", "iproute2",
+    "ca-certificates", "procps", "gnupg",
+]
+# Every capability but SYS_RESOURCE; Docker 20.10 rejects BPF, PERFMON and CHECKPOINT_RESTORE.
+CAPS = [
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
+    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
+    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE",
+    "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ",
+]
+TMPFS = ["/sys/fs/cgroup", "/run:exec", "/run/lock", "/tmp:exec"]
+
+
+class LabError(Exception):
+    """A lab step failed; the message says what and how to fix it."""
+
+
+def log(msg: str) -> None:
+    print(f"lab: {msg}", flush=True)
+
+
+def docker_env() -> dict:
+    env = dict(os.environ)
+    env["DOCKER_HOST"] = "unix://" + SOCK
+    return env
+
+
+def docker(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["docker", *args], env=docker_env(), text=True,
+                          stdout=subprocess.PIPE if capture else None,
+                          stderr=subprocess.PIPE if capture else None, check=False)
+    if check and proc.returncode != 0:
+        raise LabError(f"docker {' '.join(args[:3])} failed (rc={proc.returncode}): {(proc.stderr or '').strip()[:800]}")
+    return proc
+
+
+def cgroup_hierarchies() -> list:
+    base = "/sys/fs/cgroup"
+    if os.path.exists(os.path.join(base, "cgroup.controllers")):
+        return []  # pure cgroup v2: the tmpfs + per-hierarchy binds do not apply
+    return sorted(d for d in os.listdir(base) if os.path.isdir(os.path.join(base, d)) and not os.path.islink(os.path.join(base, d)))
+
+
+def container_options() -> list:
+    """The options that make a systemd container boot here (shared with the Molecule platforms)."""
+    opts = []
+    for cap in CAPS:
+        opts += ["--cap-add", cap]
+    opts += ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+             "--cgroupns=host", "--stop-signal", "SIGRTMIN+3"]
+    hier = cgroup_hierarchies()
+    for t in TMPFS:
+        if t == "/sys/fs/cgroup" and not hier:
+            continue
+        opts += ["--tmpfs", t]
+    for h in hier:
+        opts += ["-v", f"/sys/fs/cgroup/{h}:/sys/fs/cgroup/{h}:rw"]
+    if not hier:
+        opts += ["-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"]
+    return opts
+
+
+# --------------------------------------------------------------------------- dockerd
+def dockerd_pid() -> int | None:
+    try:
+        pid = int(open(PIDFILE).read().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+def ensure_dockerd() -> None:
+    if dockerd_pid() and docker("version", "--format", "{{.Server.Version}}", check=False).returncode == 0:
+        return
+    if shutil.which("dockerd") is None:
+        raise LabError("dockerd is not installed: run tools/setup.sh (apt-get install docker.io)")
+    if len(SOCK) > 100:
+        raise LabError(f"socket path {SOCK} is longer than 100 characters (unix socket limit): set LAB_DIR to a shorter directory")
+    for d in ("data", "exec"):
+        os.makedirs(os.path.join(DOCKER_DIR, d), exist_ok=True)
+    logf = open(os.path.join(DOCKER_DIR, "dockerd.log"), "ab")
+    start = time.monotonic()
+    subprocess.Popen(
+        ["dockerd", f"--data-root={DOCKER_DIR}/data", f"--exec-root={DOCKER_DIR}/exec",
+         f"--pidfile={PIDFILE}", "-H", f"unix://{SOCK}"],
+        stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if docker("version", "--format", "{{.Server.Version}}", check=False).returncode == 0:
+            log(f"dockerd ready in {time.monotonic() - start:.1f}s (state in {DOCKER_DIR})")
+            return
+        time.sleep(0.25)
+    raise LabError(f"dockerd did not answer within 60 s: see {DOCKER_DIR}/dockerd.log")
+
+
+def stop_dockerd() -> None:
+    pid = dockerd_pid()
+    if not pid:
+        return
+    os.kill(pid, 15)
+    for _ in range(120):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            log(f"dockerd (pid {pid}) stopped")
+            return
+        time.sleep(0.25)
+    os.kill(pid, 9)
+    log(f"dockerd (pid {pid}) killed after 30 s")
+
+
+# --------------------------------------------------------------------------- image
+def debian_mirror() -> str:
+    src = "/etc/apt/sources.list.d/debian.sources"
+    try:
+        for line in open(src):
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    except OSError:
+        pass
+    return "http://deb.debian.org/debian"
+
+
+def image_tarball() -> str:
+    key = hashlib.sha256(json.dumps([SUITE, sorted(INCLUDE), 2]).encode()).hexdigest()[:12]
+    return os.path.join(CACHE_DIR, f"debian-{SUITE}-{key}.tgz")
+
+
+def build_tarball(path: str) -> None:
+    if shutil.which("debootstrap") is None:
+        raise LabError("debootstrap is not installed: run tools/setup.sh (apt-get install debootstrap)")
+    os.makedirs(CACHE_DIR, exist_ok=True)
+    mirror = debian_mirror()
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(dir=CACHE_DIR, prefix="rootfs-") as tmp:
+        rootfs = os.path.join(tmp, "rootfs")
+        log(f"debootstrap {SUITE} from {mirror} (about a minute)")
+        proc = subprocess.run(["debootstrap", "--variant=minbase", "--include=" + ",".join(INCLUDE), SUITE, rootfs, mirror],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+        if proc.returncode != 0:
+            raise LabError(f"debootstrap failed (rc={proc.returncode}); last lines:\n{proc.stdout[-2000:]}")
+        subprocess.run(["chroot", rootfs, "apt-get", "clean"], check=True)
+        open(os.path.join(rootfs, "etc/machine-id"), "w").close()
+        with open(os.path.join(rootfs, "etc/apt/sources.list"), "w") as f:
+            f.write(f"deb {mirror} {SUITE} main\ndeb {mirror} {SUITE}-updates main\n")
+        # no getty on a container console; keeps the journal quiet
+        for unit in ("getty@tty1.service", "console-getty.service"):
+            subprocess.run(["chroot", rootfs, "systemctl", "mask", unit], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        part = path + ".part"
+        subprocess.run(["tar", "-C", rootfs, "--numeric-owner", "-czf", part, "."], check=True)
+        os.replace(part, path)
+    log(f"image tarball {path} built in {time.monotonic() - start:.0f}s")
+
+
+def ensure_image() -> None:
+    ensure_dockerd()
+    tarball = image_tarball()
+    want = os.path.basename(tarball)
+    proc = docker("image", "inspect", IMAGE, "--format", "{{index .Config.Labels \"onprem.lab.tarball\"}}", check=False)
+    if proc.returncode == 0 and proc.stdout.strip() == want:
+        return
+    if not os.path.exists(tarball):
+        build_tarball(tarball)
+    start = time.monotonic()
+    docker("import", "-c", 'CMD ["/lib/systemd/systemd"]', "-c", "ENV container=docker",
+           "-c", f"LABEL onprem.lab.tarball={want}", tarball, IMAGE)
+    log(f"image {IMAGE} imported in {time.monotonic() - start:.1f}s")
+
+
+# --------------------------------------------------------------------------- hosts
+def host_names(n: int) -> list:
+    return [f"{HOST_PREFIX}{i}" for i in range(1, n + 1)]
+
+
+def running_hosts() -> list:
+    if not dockerd_pid():
+        return []
+    proc = docker("ps", "-a", "--filter", "label=" + LABEL, "--format", "{{.Names}} {{.State}}", check=False)
+    return [tuple(line.split()) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def ensure_network(airgap: bool) -> str:
+    if not airgap:
+        return "bridge"
+    if docker("network", "inspect", AIRGAP_NET, check=False).returncode != 0:
+        docker("network", "create", "--internal", AIRGAP_NET)
+    return AIRGAP_NET
+
+
+def wait_systemd(name: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        proc = docker("exec", name, "systemctl", "is-system-running", check=False)
+        state = (proc.stdout or "").strip()
+        if state in ("running", "degraded"):
+            return state
+        time.sleep(0.3)
+    raise LabError(f"{name}: systemd did not come up within {timeout:.0f}s (state {state!r}); see `docker logs {name}`")
+
+
+def up(n: int, airgap: bool) -> None:
+    start = time.monotonic()
+    ensure_image()
+    network = ensure_network(airgap)
+    existing = dict(running_hosts())
+    for name in host_names(n):
+        state = existing.get(name)
+        if state == "running":
+            net = docker("inspect", name, "--format", "{{json .NetworkSettings.Networks}}").stdout
+            if (AIRGAP_NET in net) == airgap:
+                continue
+            docker("rm", "-f", name)
+        elif state:
+            docker("rm", "-f", name)
+        docker("run", "-d", "--name", name, "--hostname", name, "--label", LABEL,
+               "--network", network, *container_options(), IMAGE)
+    states = {name: wait_systemd(name) for name in host_names(n)}
+    for name, state in states.items():
+        addr = docker("inspect", name, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}").stdout.strip()
+        log(f"{name}: systemd {state}, address {addr}{' (air-gapped: no route out)' if airgap else ''}")
+    log(f"{n} host(s) up in {time.monotonic() - start:.1f}s")
+
+
+def down() -> None:
+    if dockerd_pid():
+        names = [h[0] for h in running_hosts()]
+        if names:
+            docker("rm", "-f", *names)
+            log(f"removed {' '.join(names)}")
+    stop_dockerd()
+
+
+def status() -> None:
+    pid = dockerd_pid()
+    print(f"dockerd: {'pid ' + str(pid) if pid else 'not running'} ({SOCK})")
+    for name, state in running_hosts():
+        print(f"{name}: {state}")
+
+
+def run_site(extra: list) -> int:
+    venv_bin = os.path.join(ROOT, ".venv", "bin")
+    env = docker_env()
+    env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
+    artefacts = os.path.join(ROOT, "tools", "artefacts.py")
+    if os.path.exists(artefacts):
+        rc = subprocess.run([sys.executable, artefacts, "all"], cwd=ROOT, env=env, check=False).returncode
+        if rc != 0:
+            log("building the lab artefacts failed (tools/artefacts.py all)")
+            return rc
+    cmd = [os.path.join(venv_bin, "ansible-playbook"), "site.yml", *extra]
+    log(" ".join(cmd))
+    return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up")
+    p_up.add_argument("--hosts", type=int, default=2)
+    p_up.add_argument("--airgap", action="store_true", help="put the hosts on an --internal network with no route out")
+    sub.add_parser("down")
+    sub.add_parser("status")
+    sub.add_parser("env")
+    sub.add_parser("image")
+    sub.add_parser("options", help="print the docker run options as JSON")
+    p_site = sub.add_parser("run-site")
+    p_site.add_argument("extra", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            if args.hosts < 1 or args.hosts > 16:
+                raise LabError(f"--hosts {args.hosts}: choose 1 to 16 (2 cores: 2-4 hosts converge well)")
+            up(args.hosts, args.airgap)
+        elif args.cmd == "down":
+            down()
+        elif args.cmd == "status":
+            status()
+        elif args.cmd == "env":
+            print(f"export DOCKER_HOST=unix://{SOCK}")
+        elif args.cmd == "image":
+            ensure_image()
+        elif args.cmd == "options":
+            print(json.dumps(container_options()))
+        elif args.cmd == "run-site":
+            return run_site(args.extra)
+    except LabError as exc:
+        print(f"lab: ERROR: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
