@@ -125,6 +125,8 @@ def parse_count(option, value, minimum=1, maximum=None):
     """An integer >= ``minimum``; accepts an int or a string of digits (``"4"``), nothing else."""
     if isinstance(value, bool) or value is None:
         raise InvalidOption(option, value, "it is not an integer", "give a whole number >= %d" % minimum)
+    if isinstance(value, str):
+        _check_text(option, value)
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and re.match(r"^[0-9]+$", value.strip()):
@@ -132,8 +134,6 @@ def parse_count(option, value, minimum=1, maximum=None):
     elif isinstance(value, float) and value.is_integer():
         number = int(value)
     else:
-        if isinstance(value, str):
-            _check_text(option, value)
         raise InvalidOption(option, value, "it is not a whole number",
                             "give a whole number >= %d without units or punctuation (for example %d)" % (minimum, max(minimum, 1)))
     if number < minimum:
