@@ -23,6 +23,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+mkdir -p .cache
 stamp="$VENV/.requirements.sha256"
 want=$(cat requirements/controller.txt requirements/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
@@ -31,6 +32,13 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   "$VENV/bin/pip" install -q --disable-pip-version-check -r requirements/controller.txt \
     -c requirements/constraints.txt 2>&1 | { grep -v "is ignored: it is neither a file" || true; }
   echo "$want" > "$stamp"
+fi
+
+wheels=.cache/artefacts/wheels/common
+if ! "$VENV/bin/pip" download -q --disable-pip-version-check --no-deps --require-hashes \
+    -r requirements/host-wheels.txt -d "$wheels" >/dev/null 2>.cache/setup-pip.log; then
+  echo "setup: could not download the host wheels in requirements/host-wheels.txt (see .cache/setup-pip.log)" >&2
+  exit 1
 fi
 
 link=.cache/collections/ansible_collections/onprem/llm_serving
