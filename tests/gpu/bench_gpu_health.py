@@ -62,7 +62,11 @@ def main(argv=None):
 
     backend = nvml.PynvmlBackend()
     t0 = time.perf_counter()
-    first = gh.evaluate(backend, {})
+    try:
+        first = gh.evaluate(backend, {})
+    except gh.GpuHealthError as exc:
+        print("cannot measure: %s" % exc)
+        return 1
     cold = (time.perf_counter() - t0) * 1000
     count = first["gpu_count"]
     print("GPUs: %d (%s), driver %s, NVML %s" % (count, ", ".join(first["gpu_facts"]["names"]), first["driver_version"],
