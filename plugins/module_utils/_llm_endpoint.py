@@ -79,8 +79,8 @@ def _median(values):
 # ---------------------------------------------------------------------------------------------
 # Readiness
 # ---------------------------------------------------------------------------------------------
-def wait_ready(client, path, deadline_s, sleep=time.sleep, monotonic=time.monotonic, first_delay=0.5, max_delay=5.0):
-    """Poll GET ``path`` until 2xx. Refused/reset/timeout/502/503/504 are retried with backoff.
+def wait_ready(client, path, deadline_s, sleep=time.sleep, monotonic=time.monotonic, first_delay=0.5, max_delay=5.0, also_ready=()):
+    """Poll GET ``path`` until 2xx (or a status in ``also_ready``). Refused/reset/timeout/502/503/504 are retried with backoff.
 
     Returns {"time_to_ready_s", "attempts", "waited_for"} (waited_for lists the distinct reasons
     seen while waiting). Auth errors and other 4xx fail at once: waiting would not fix them.
@@ -94,7 +94,7 @@ def wait_ready(client, path, deadline_s, sleep=time.sleep, monotonic=time.monoto
         last = None
         try:
             resp = client.request("GET", path)
-            if 200 <= resp.status < 300:
+            if 200 <= resp.status < 300 or resp.status in also_ready:
                 return {"time_to_ready_s": round(monotonic() - start, 3), "attempts": attempts, "waited_for": reasons}
             last = classify_status("GET", client.url_for(path), resp.status, resp.body, bool(client.api_key))
             if not last.retryable:
@@ -480,7 +480,9 @@ class EndpointChecker(object):
     def run(self, engine="auto", model=None, apis=None, streaming="both", prompt="Hello", max_tokens=32, min_tokens=8, ignore_eos=False,
             ready_timeout=600.0, collect_metrics=True):
         modes = self.plan(engine, apis, streaming)
-        ready = wait_ready(self.client, READY_PROBE[engine], ready_timeout, self.sleep, self.monotonic)
+        # engine=auto: the server answering at all (even 404: not an OpenAI route) means it is up; detection follows.
+        also = (404, 405) if engine == "auto" else ()
+        ready = wait_ready(self.client, READY_PROBE[engine], ready_timeout, self.sleep, self.monotonic, also_ready=also)
         server, detected_protocol, version, info = detect_engine(self.client)
         protocol = detected_protocol if engine == "auto" else engine
         if engine == "tgi" and not info.get("model_id"):
