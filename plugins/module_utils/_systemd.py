@@ -97,10 +97,12 @@ def parse_btime(proc_stat_text):
 class SystemdHost(object):
     """Read-only questions to systemd and /proc about a service. Reusable by the engine roles' modules."""
 
-    def __init__(self, run_command, systemctl="systemctl", proc="/proc"):
+    def __init__(self, run_command, systemctl="systemctl", proc="/proc", unit_path=SYSTEM_UNIT_PATH):
         self._run = run_command
         self.systemctl = systemctl
         self.proc = proc
+        # where unit files and drop-ins live, highest priority first; a fake points it at a test tree
+        self.unit_path = tuple(unit_path)
 
     def show(self, unit, properties):
         """Return the requested properties of ``unit`` as a dict of strings."""

@@ -24,7 +24,7 @@ description:
   - The module does not reload systemd nor restart the service. When RV(restart_required) is true, run
     C(ansible.builtin.systemd_service) with C(daemon_reload=true) and C(state=restarted) (a handler).
 author:
-  - onprem.llm_serving contributors
+  - onprem.llm_serving contributors (!UNKNOWN)
 attributes:
   check_mode:
     support: full
@@ -307,7 +307,6 @@ from ansible_collections.onprem.llm_serving.plugins.module_utils._ollama_env imp
     validate_service,
 )
 from ansible_collections.onprem.llm_serving.plugins.module_utils._systemd import (
-    SYSTEM_UNIT_PATH,
     SystemdError,
     SystemdHost,
     unit_name,
@@ -352,7 +351,7 @@ class OllamaEnv(object):
 
     def _unit_path(self):
         seen, dirs = set(), []
-        for directory in getattr(self.systemd, "unit_path", SYSTEM_UNIT_PATH):
+        for directory in self.systemd.unit_path:
             real = os.path.realpath(directory)
             if real not in seen:
                 seen.add(real)
