@@ -273,8 +273,10 @@ main_pid:
   type: int
   sample: 4242
 mismatches:
-  description: Managed variables whose running value differs (only set when the task did not fail, i.e. in check mode).
-  returned: when O(verify=true)
+  description:
+    - Managed variables whose running value differs, each with C(variable), C(expected) and C(actual).
+    - A non-empty list fails the task, except in check mode when the drop-in would change (then it is a warning).
+  returned: when O(verify=true) and the service runs
   type: list
   elements: dict
   sample: []
@@ -325,6 +327,7 @@ def read_text(path):
 
 
 def load_env_files(pattern):
+    """EnvironmentFile= may name a glob; return [(path, text)] of the files that exist."""
     paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
     found = []
     for path in paths:
@@ -339,7 +342,17 @@ def make_systemd(module):
     return SystemdHost(module.run_command)
 
 
+class VerifyFailed(OllamaEnvError):
+    """verify found managed variables the running process does not have; ``result`` goes into fail_json."""
+
+    def __init__(self, message, result):
+        self.result = result
+        super(VerifyFailed, self).__init__(message)
+
+
 class OllamaEnv(object):
+    """Validate, check overrides, write (or remove) the drop-in and verify; raises OllamaEnvError subclasses."""
+
     def __init__(self, module, systemd):
         self.module = module
         self.systemd = systemd
@@ -462,11 +475,7 @@ class OllamaEnv(object):
                              % (item["file"], item["unit_file"], item["error"]))
         overrides = find_overrides(resolution, result["env"], self.path)
         result["overrides"] = overrides
-        self._resolution = resolution
         lost = [o for o in overrides if not o["ours_wins"]]
-        for item in overrides:
-            if item["ours_wins"]:
-                self.module.warn("%s is also set by %s, but %s wins" % (item["variable"], ", ".join(item["set_by"]), self.path))
         if lost:
             message = "%s does not win for %d variable(s) of %s:\n  %s" % (
                 self.path, len(lost), self.unit, "\n  ".join(describe_override(o) for o in lost))
@@ -515,12 +524,6 @@ class OllamaEnv(object):
             module.warn(message)
             return
         raise VerifyFailed(message, result)
-
-
-class VerifyFailed(OllamaEnvError):
-    def __init__(self, message, result):
-        self.result = result
-        super(VerifyFailed, self).__init__(message)
 
 
 def main():
