@@ -8,7 +8,8 @@ systemd hands the process (read back from /proc by the module AND independently 
 so it needs no Ollama binary and does not disturb the `ollama` service the engine role installs.
 
 Needs the lab (`.venv/bin/python tools/lab.py up --hosts 2`); skipped, with that reason, when it is not up.
-OLLAMA_ENV_LAB_HOST picks the host (default llm-lab-1).
+OLLAMA_ENV_LAB_HOST picks the host (default llm-lab-1). One more test runs the lab's real Ollama build
+(tools/artefacts.py ollama-archive) under the module's settings and reads Ollama's own config log line.
 """
 from __future__ import annotations
 
@@ -257,3 +258,49 @@ def test_verify_fails_when_service_stopped(fresh, tmp_path):
     sh("systemctl stop " + SERVICE)
     rc, res = playbook(tmp_path, [module_task("verify", dict(ARGS, verify=True))], name="stopped")
     assert rc != 0 and "is not running" in res["verify"]["msg"]
+
+
+# --------------------------------------------------------------------------- the real Ollama server
+# tools/artefacts.py ollama-archive builds it (Intel's IPEX-LLM build of Ollama 0.5.4, CPU backend);
+# OLLAMA_ENV_OLLAMA_ARCHIVE points at another copy (e.g. one built with --cache elsewhere).
+ARCHIVE = os.environ.get("OLLAMA_ENV_OLLAMA_ARCHIVE", os.path.join(ROOT, ".cache", "artefacts", "ollama", "ollama-linux-amd64.tgz"))
+REAL = "ollama-envtest-real"
+REAL_PORT = 11499
+REAL_UNIT = """[Unit]
+Description=ollama_env integration test: the lab's Ollama build, serving on a private port
+
+[Service]
+ExecStart=/opt/%(name)s/bin/ollama serve
+Environment=HOME=/var/lib/%(name)s
+StateDirectory=%(name)s
+""" % {"name": REAL}
+
+
+@pytest.mark.skipif(not os.path.exists(ARCHIVE), reason="the lab's Ollama archive is not built (python3 tools/artefacts.py ollama-archive)")
+def test_real_ollama_reads_the_settings(tmp_path):
+    """The settings reach a real `ollama serve`: its own `server config env=map[...]` log line shows them."""
+    env = dict(os.environ, DOCKER_HOST=_docker_host())
+    subprocess.run(["docker", "cp", ARCHIVE, "%s:/tmp/%s.tgz" % (HOST, REAL)], env=env, check=True, capture_output=True)
+    sh("rm -rf /opt/{n} && mkdir -p /opt/{n} && tar -xzf /tmp/{n}.tgz -C /opt/{n} && rm /tmp/{n}.tgz".format(n=REAL))
+    sh("cat > /etc/systemd/system/%s.service <<'EOF'\n%sEOF" % (REAL, REAL_UNIT))
+    args = {"service": REAL, "host": "127.0.0.1:%d" % REAL_PORT, "num_parallel": 3, "max_queue": 77, "keep_alive": "7m",
+            "max_loaded_models": 2, "origins": ["https://chat.example.com"], "models": "/var/lib/%s/models" % REAL}
+    try:
+        rc, res = playbook(tmp_path, [
+            module_task("set", args),
+            restart_task(),
+            {"name": "wait", "ansible.builtin.uri": {"url": "http://127.0.0.1:%d/api/version" % REAL_PORT},
+             "register": "version", "until": "version.status == 200", "retries": 60, "delay": 0.5},
+            module_task("verify", dict(args, verify=True)),
+        ])
+        assert rc == 0, res
+        assert res["wait"]["json"]["version"]
+        assert res["verify"]["effective"]["OLLAMA_NUM_PARALLEL"] == "3"
+        log = sh("journalctl -u %s -o cat --no-pager | grep 'server config' | tail -1" % REAL)
+        for expected in ("OLLAMA_NUM_PARALLEL:3", "OLLAMA_MAX_QUEUE:77", "OLLAMA_HOST:http://127.0.0.1:%d" % REAL_PORT,
+                         "OLLAMA_KEEP_ALIVE:7m0s", "OLLAMA_MAX_LOADED_MODELS:2", "https://chat.example.com",
+                         "OLLAMA_MODELS:/var/lib/%s/models" % REAL):
+            assert expected in log, "%s not in Ollama's config line: %s" % (expected, log)
+    finally:
+        sh("systemctl stop {n}; rm -rf /opt/{n} /etc/systemd/system/{n}.service /etc/systemd/system/{n}.service.d; "
+           "systemctl daemon-reload".format(n=REAL), check=False)
