@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(debootstrap docker.io rsync)
+APT_PACKAGES=(debootstrap docker.io rsync shellcheck)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -19,8 +19,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
   echo "setup: apt-get install ${missing[*]}"
-  apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  mkdir -p .cache
+  if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+      >.cache/setup-apt.log 2>&1; then
+    tail -20 .cache/setup-apt.log >&2
+    echo "setup: apt-get install ${missing[*]} failed (full log: .cache/setup-apt.log)" >&2
+    exit 1
+  fi
 fi
 
 mkdir -p .cache

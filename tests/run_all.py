@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The whole test suite, as `make test` runs it (and CI through .ci/run).
+
+Stages, in order: lab image and artefacts → unit (pytest) → ansible-lint → ansible-test sanity →
+integration (pytest against lab hosts and a real vLLM) → Molecule scenarios (one per role).
+Every stage runs even when an earlier one failed; the last line is the summary
+`summary: N passed, N failed, N skipped`. pytest tests count one each; ansible-lint, each
+ansible-test sanity test and each Molecule scenario count one each.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+OUTPUT = os.path.join(ROOT, "tests", "output", "run_all")
+STAGES = ["prepare", "unit", "lint", "sanity", "integration", "molecule"]
+
+
+class Tally:
+    def __init__(self) -> None:
+        self.rows = []  # (stage, passed, failed, skipped, seconds, note)
+
+    def add(self, stage, passed, failed, skipped, seconds, note=""):
+        self.rows.append((stage, passed, failed, skipped, seconds, note))
+        print(f"\n=== {stage}: {passed} passed, {failed} failed, {skipped} skipped ({seconds:.0f}s) {note}\n", flush=True)
+
+    def totals(self):
+        return tuple(sum(r[i] for r in self.rows) for i in (1, 2, 3))
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    e["PATH"] = VENV_BIN + os.pathsep + e.get("PATH", "")
+    e["DOCKER_HOST"] = "unix://" + os.path.join(ROOT, ".lab", "docker", "docker.sock")
+    e["LLM_REPO_ROOT"] = ROOT
+    e["ANSIBLE_INJECT_FACT_VARS"] = "false"
+    e["ANSIBLE_FORCE_COLOR"] = "false"
+    e["PY_COLORS"] = "0"
+    e["NO_COLOR"] = "1"
+    e.setdefault("LLM_TEST_VLLM_PYTHON", os.path.join(ROOT, ".cache", "vllm-venv", "bin", "python"))
+    e.setdefault("LLM_TEST_MODEL_DIR", os.path.join(ROOT, ".cache", "artefacts", "models", "tiny-llama"))
+    return e
+
+
+def run(cmd, cwd=ROOT, log=None) -> int:
+    print(f"$ {' '.join(cmd)}", flush=True)
+    if log:
+        with open(log, "w") as fh:
+            proc = subprocess.run(cmd, cwd=cwd, env=env(), stdout=fh, stderr=subprocess.STDOUT, check=False)
+        with open(log) as fh:
+            tail = fh.read()[-6000:]
+        print(tail, flush=True)
+        return proc.returncode
+    return subprocess.run(cmd, cwd=cwd, env=env(), check=False).returncode
+
+
+def junit_counts(path):
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    tests = sum(int(s.get("tests", 0)) for s in suites)
+    failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+    skipped = sum(int(s.get("skipped", 0)) for s in suites)
+    return tests - failed - skipped, failed, skipped
+
+
+def stage_prepare(tally):
+    start = time.monotonic()
+    failed = 0
+    steps = [[sys.executable, "tools/lab.py", "image"]]
+    if os.path.exists(os.path.join(ROOT, "tools", "artefacts.py")):
+        steps.append([sys.executable, "tools/artefacts.py", "all"])
+    for cmd in steps:
+        if run(cmd) != 0:
+            failed += 1
+    tally.add("prepare", len(steps) - failed, failed, 0, time.monotonic() - start, "(lab image, artefacts)")
+
+
+def stage_pytest(tally, name, path, extra=()):
+    start = time.monotonic()
+    if not glob.glob(os.path.join(ROOT, path, "**", "test_*.py"), recursive=True):
+        tally.add(name, 0, 0, 0, 0, f"(no tests under {path})")
+        return
+    xml = os.path.join(OUTPUT, f"{name}.xml")
+    rc = run([os.path.join(VENV_BIN, "python"), "-m", "pytest", path, "-q", "-rs", "-p", "no:cacheprovider",
+              f"--junitxml={xml}", *extra])
+    counts = junit_counts(xml)
+    if counts is None:
+        tally.add(name, 0, 1, 0, time.monotonic() - start, f"(pytest exit {rc}, no report)")
+        return
+    passed, failed, skipped = counts
+    if rc not in (0, 5) and failed == 0:
+        failed = 1  # collection errors and the like
+    tally.add(name, passed, failed, skipped, time.monotonic() - start)
+
+
+def stage_lint(tally):
+    start = time.monotonic()
+    rc = run([os.path.join(VENV_BIN, "ansible-lint")], log=os.path.join(OUTPUT, "ansible-lint.log"))
+    tally.add("lint", int(rc == 0), int(rc != 0), 0, time.monotonic() - start, "(ansible-lint, production profile)")
+
+
+def stage_sanity(tally):
+    """ansible-test wants the collection under ansible_collections/NS/NAME: test a copy of the tree."""
+    start = time.monotonic()
+    base = os.path.join(ROOT, ".cache", "sanity")
+    dest = os.path.join(base, "ansible_collections", "onprem", "llm_serving")
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(dest)
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    for rel in files:
+        src = os.path.join(ROOT, rel)
+        if os.path.islink(src) or not os.path.isfile(src):
+            continue
+        os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
+        shutil.copy2(src, os.path.join(dest, rel))
+    log = os.path.join(OUTPUT, "sanity.log")
+    rc = run([os.path.join(VENV_BIN, "ansible-test"), "sanity", "--venv", "--requirements", "--python", "3.11", "--color", "no"],
+             cwd=dest, log=log)
+    text = open(log).read()
+    ran = re.findall(r'^Running sanity test "([^"]+)"', text, re.M)
+    failed_m = re.search(r"The (\d+) sanity test\(s\) listed below \(out of (\d+)\) failed", text)
+    failed = int(failed_m.group(1)) if failed_m else (0 if rc == 0 else 1)
+    skipped = len(re.findall(r"^WARNING: (Skipping sanity test|Required program)", text, re.M))
+    tally.add("sanity", max(len(ran) - failed, 0), failed, skipped, time.monotonic() - start, "(ansible-test sanity, empty ignore files)")
+
+
+def stage_molecule(tally, only=None):
+    start_all = time.monotonic()
+    scenarios = sorted(glob.glob(os.path.join(ROOT, "roles", "*", "molecule", "*", "molecule.yml")))
+    for path in scenarios:
+        scen_dir = os.path.dirname(path)
+        role_dir = os.path.dirname(os.path.dirname(scen_dir))
+        role, scen = os.path.basename(role_dir), os.path.basename(scen_dir)
+        if only and role not in only:
+            continue
+        start = time.monotonic()
+        log = os.path.join(OUTPUT, f"molecule-{role}-{scen}.log")
+        cmd = [os.path.join(VENV_BIN, "molecule"), "-c", os.path.join(ROOT, "tests", "molecule", "base.yml"), "test", "-s", scen]
+        e = env()
+        e["MOLECULE_ROLE_NAME"] = role
+        print(f"$ (cd roles/{role} && {' '.join(cmd)})", flush=True)
+        with open(log, "w") as fh:
+            rc = subprocess.run(cmd, cwd=role_dir, env=e, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+        if rc != 0:
+            print(open(log).read()[-8000:], flush=True)
+        tally.add(f"molecule {role}/{scen}", int(rc == 0), int(rc != 0), 0, time.monotonic() - start)
+    if not scenarios:
+        tally.add("molecule", 0, 0, 0, time.monotonic() - start_all, "(no scenarios)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", action="append", choices=STAGES, help="run only these stages (repeatable)")
+    parser.add_argument("--role", action="append", help="molecule: only these roles")
+    args = parser.parse_args()
+    stages = args.only or STAGES
+    os.makedirs(OUTPUT, exist_ok=True)
+    tally = Tally()
+    t0 = time.monotonic()
+    for stage in stages:
+        if stage == "prepare":
+            stage_prepare(tally)
+        elif stage == "unit":
+            stage_pytest(tally, "unit", "tests/unit")
+        elif stage == "lint":
+            stage_lint(tally)
+        elif stage == "sanity":
+            stage_sanity(tally)
+        elif stage == "integration":
+            run([sys.executable, "tools/lab.py", "up", "--hosts", "2"])
+            stage_pytest(tally, "integration", "tests/integration")
+        elif stage == "molecule":
+            stage_molecule(tally, args.role)
+    passed, failed, skipped = tally.totals()
+    print("\n" + "-" * 72)
+    for stage, p, f, s, secs, note in tally.rows:
+        print(f"{stage:<34} {p:>5} passed {f:>3} failed {s:>3} skipped {secs:>6.0f}s {note}")
+    print(f"{'total':<34} {time.monotonic() - t0:>46.0f}s")
+    print(f"summary: {passed} passed, {failed} failed, {skipped} skipped")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
