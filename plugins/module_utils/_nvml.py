@@ -18,6 +18,7 @@ This file imports cleanly without pynvml: ``HAS_PYNVML`` says whether it is ther
 from __future__ import annotations
 
 import ctypes
+import functools
 import time
 
 try:
@@ -187,51 +188,67 @@ def _decode(value):
     return value
 
 
+def _int_tuple(values):
+    return tuple(int(v) for v in values)
+
+
+# field -> (pynvml function, arguments after the device handle, conversion of its answer).
+# Looked up by name at call time, so an older nvidia-ml-py without one of them fails that
+# field only (AttributeError -> NvmlError), not the whole module.
+_SIMPLE_READERS = {
+    "name": ("nvmlDeviceGetName", (), _decode),
+    "uuid": ("nvmlDeviceGetUUID", (), _decode),
+    "serial": ("nvmlDeviceGetSerial", (), _decode),
+    "vbios": ("nvmlDeviceGetVbiosVersion", (), _decode),
+    "temperature": ("nvmlDeviceGetTemperature", (0,), int),  # NVML_TEMPERATURE_GPU
+    "temp_slowdown_threshold": ("nvmlDeviceGetTemperatureThreshold", (1,), int),  # ..._THRESHOLD_SLOWDOWN
+    "temp_shutdown_threshold": ("nvmlDeviceGetTemperatureThreshold", (0,), int),  # ..._THRESHOLD_SHUTDOWN
+    "power_usage_mw": ("nvmlDeviceGetPowerUsage", (), int),
+    "ecc_mode": ("nvmlDeviceGetEccMode", (), _int_tuple),
+    # nvmlDeviceGetTotalEccErrors(handle, errorType 0 corrected / 1 uncorrected, counterType 0 volatile / 1 aggregate)
+    "ecc_volatile_corrected": ("nvmlDeviceGetTotalEccErrors", (0, 0), int),
+    "ecc_volatile_uncorrected": ("nvmlDeviceGetTotalEccErrors", (1, 0), int),
+    "ecc_aggregate_corrected": ("nvmlDeviceGetTotalEccErrors", (0, 1), int),
+    "ecc_aggregate_uncorrected": ("nvmlDeviceGetTotalEccErrors", (1, 1), int),
+    "retired_pages_pending": ("nvmlDeviceGetRetiredPagesPendingStatus", (), int),
+    "remapped_rows": ("nvmlDeviceGetRemappedRows", (), _int_tuple),
+    "persistence_mode": ("nvmlDeviceGetPersistenceMode", (), int),
+    "compute_mode": ("nvmlDeviceGetComputeMode", (), int),
+    "mig_mode": ("nvmlDeviceGetMigMode", (), _int_tuple),
+    "pcie_gen_cur": ("nvmlDeviceGetCurrPcieLinkGeneration", (), int),
+    "pcie_gen_max": ("nvmlDeviceGetMaxPcieLinkGeneration", (), int),
+    "pcie_gen_gpu_max": ("nvmlDeviceGetGpuMaxPcieLinkGeneration", (), int),
+    "pcie_width_cur": ("nvmlDeviceGetCurrPcieLinkWidth", (), int),
+    "pcie_width_max": ("nvmlDeviceGetMaxPcieLinkWidth", (), int),
+    "clock_sm": ("nvmlDeviceGetClockInfo", (1,), int),  # NVML_CLOCK_SM
+    "clock_sm_max": ("nvmlDeviceGetMaxClockInfo", (1,), int),
+    "cuda_cc": ("nvmlDeviceGetCudaComputeCapability", (), _int_tuple),
+    "supported_event_types": ("nvmlDeviceGetSupportedEventTypes", (), int),
+}
+
+# field -> method of PynvmlBackend, for answers that need more than one call or a fallback
+_CUSTOM_READERS = {
+    "pci_bus_id": "_pci_bus_id",
+    "memory": "_memory",
+    "power_limit_mw": "_power_limit",
+    "utilization": "_utilization",
+    "retired_pages_sbe": "_retired_pages_sbe",
+    "retired_pages_dbe": "_retired_pages_dbe",
+    "clock_event_reasons": "_clock_event_reasons",
+    "processes": "_processes",
+}
+
+
+class _NeverRaised(Exception):
+    """Stands in for an exception class the installed pynvml does not have."""
+
+
 class PynvmlBackend(NvmlInterface):
     """The real NVML, through nvidia-ml-py.  Requires HAS_PYNVML."""
 
     def __init__(self, nvml=None, clock=time.monotonic):
         self._nvml = nvml if nvml is not None else pynvml
         self._clock = clock
-        self._readers = {
-            "name": lambda h: _decode(self._nvml.nvmlDeviceGetName(h)),
-            "uuid": lambda h: _decode(self._nvml.nvmlDeviceGetUUID(h)),
-            "serial": lambda h: _decode(self._nvml.nvmlDeviceGetSerial(h)),
-            "pci_bus_id": self._pci_bus_id,
-            "vbios": lambda h: _decode(self._nvml.nvmlDeviceGetVbiosVersion(h)),
-            "memory": self._memory,
-            "temperature": lambda h: self._nvml.nvmlDeviceGetTemperature(h, 0),  # NVML_TEMPERATURE_GPU
-            "temp_slowdown_threshold": lambda h: self._nvml.nvmlDeviceGetTemperatureThreshold(h, 1),
-            "temp_shutdown_threshold": lambda h: self._nvml.nvmlDeviceGetTemperatureThreshold(h, 0),
-            "power_usage_mw": lambda h: self._nvml.nvmlDeviceGetPowerUsage(h),
-            "power_limit_mw": self._power_limit,
-            "utilization": self._utilization,
-            "ecc_mode": lambda h: tuple(self._nvml.nvmlDeviceGetEccMode(h)),
-            # errorType 0 corrected / 1 uncorrected; counterType 0 volatile / 1 aggregate
-            "ecc_volatile_corrected": lambda h: self._nvml.nvmlDeviceGetTotalEccErrors(h, 0, 0),
-            "ecc_volatile_uncorrected": lambda h: self._nvml.nvmlDeviceGetTotalEccErrors(h, 1, 0),
-            "ecc_aggregate_corrected": lambda h: self._nvml.nvmlDeviceGetTotalEccErrors(h, 0, 1),
-            "ecc_aggregate_uncorrected": lambda h: self._nvml.nvmlDeviceGetTotalEccErrors(h, 1, 1),
-            # cause 0 multiple single-bit ECC errors / 1 double-bit ECC error
-            "retired_pages_sbe": lambda h: len(self._retired_pages(h, 0)),
-            "retired_pages_dbe": lambda h: len(self._retired_pages(h, 1)),
-            "retired_pages_pending": lambda h: int(self._nvml.nvmlDeviceGetRetiredPagesPendingStatus(h)),
-            "remapped_rows": lambda h: tuple(int(v) for v in self._nvml.nvmlDeviceGetRemappedRows(h)),
-            "persistence_mode": lambda h: self._nvml.nvmlDeviceGetPersistenceMode(h),
-            "compute_mode": lambda h: self._nvml.nvmlDeviceGetComputeMode(h),
-            "mig_mode": lambda h: tuple(self._nvml.nvmlDeviceGetMigMode(h)),
-            "pcie_gen_cur": lambda h: self._nvml.nvmlDeviceGetCurrPcieLinkGeneration(h),
-            "pcie_gen_max": lambda h: self._nvml.nvmlDeviceGetMaxPcieLinkGeneration(h),
-            "pcie_gen_gpu_max": lambda h: self._nvml.nvmlDeviceGetGpuMaxPcieLinkGeneration(h),
-            "pcie_width_cur": lambda h: self._nvml.nvmlDeviceGetCurrPcieLinkWidth(h),
-            "pcie_width_max": lambda h: self._nvml.nvmlDeviceGetMaxPcieLinkWidth(h),
-            "clock_event_reasons": self._clock_event_reasons,
-            "clock_sm": lambda h: self._nvml.nvmlDeviceGetClockInfo(h, 1),  # NVML_CLOCK_SM
-            "clock_sm_max": lambda h: self._nvml.nvmlDeviceGetMaxClockInfo(h, 1),
-            "cuda_cc": lambda h: tuple(self._nvml.nvmlDeviceGetCudaComputeCapability(h)),
-            "processes": self._processes,
-            "supported_event_types": lambda h: self._nvml.nvmlDeviceGetSupportedEventTypes(h),
-        }
 
     # -- error translation -------------------------------------------------
     def _call(self, call, func, *args):
@@ -272,9 +289,12 @@ class PynvmlBackend(NvmlInterface):
         return self._call("nvmlDeviceGetHandleByIndex", self._nvml.nvmlDeviceGetHandleByIndex, index)
 
     def read(self, handle, field):
-        try:
-            reader = self._readers[field]
-        except KeyError:
+        if field in _SIMPLE_READERS:
+            name, extra, convert = _SIMPLE_READERS[field]
+            reader = functools.partial(self._simple, name, extra, convert)
+        elif field in _CUSTOM_READERS:
+            reader = getattr(self, _CUSTOM_READERS[field])
+        else:
             raise ValueError("unknown NVML field %r" % field)
         try:
             return self._call(field, reader, handle)
@@ -285,7 +305,10 @@ class PynvmlBackend(NvmlInterface):
             # (e.g. an older nvidia-ml-py): report the field as failed, do not crash.
             raise NvmlError("%s: %s" % (type(exc).__name__, exc), code=None, call=field)
 
-    # -- readers that need more than one line --------------------------------
+    # -- readers ----------------------------------------------------------------
+    def _simple(self, name, extra, convert, handle):
+        return convert(getattr(self._nvml, name)(handle, *extra))
+
     def _pci_bus_id(self, handle):
         info = self._nvml.nvmlDeviceGetPciInfo(handle)
         return _decode(info.busId)
@@ -316,8 +339,15 @@ class PynvmlBackend(NvmlInterface):
         return {"gpu": int(util.gpu), "memory": int(util.memory)}
 
     def _retired_pages(self, handle, cause):
+        """Number of pages retired for a cause: 0 multiple single-bit ECC errors, 1 double-bit ECC error."""
         func = getattr(self._nvml, "nvmlDeviceGetRetiredPages_v2", None) or self._nvml.nvmlDeviceGetRetiredPages
-        return func(handle, cause)
+        return len(func(handle, cause))
+
+    def _retired_pages_sbe(self, handle):
+        return self._retired_pages(handle, 0)
+
+    def _retired_pages_dbe(self, handle):
+        return self._retired_pages(handle, 1)
 
     def _clock_event_reasons(self, handle):
         func = getattr(self._nvml, "nvmlDeviceGetCurrentClocksEventReasons", None)
@@ -326,11 +356,10 @@ class PynvmlBackend(NvmlInterface):
         return int(func(handle))
 
     def _processes(self, handle):
-        mismatch = getattr(self._nvml, "NVMLLibraryMismatchError", None)
-        mismatch_errors = (mismatch,) if mismatch is not None else ()
+        mismatch = getattr(self._nvml, "NVMLLibraryMismatchError", None) or _NeverRaised
         try:
             procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(handle)
-        except mismatch_errors:
+        except mismatch:
             # nvidia-ml-py newer than the driver: the unversioned call raises
             # NVMLLibraryMismatchError; the _v2 call works on older drivers.
             procs = self._nvml.nvmlDeviceGetComputeRunningProcesses_v2(handle)

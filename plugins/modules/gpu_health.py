@@ -24,7 +24,7 @@ description:
     per GPU, with its UUID, serial, PCI bus id, value, threshold and the suggested action.
   - Read-only. Never changes persistence, clocks, power limits, compute or MIG modes and never resets a GPU.
 author:
-  - onprem.llm_serving contributors
+  - onprem.llm_serving maintainers (@onprem)
 requirements:
   - nvidia-ml-py (C(pynvml)) on the managed host
   - an NVIDIA driver that provides C(libnvidia-ml.so.1) on the managed host
@@ -251,13 +251,13 @@ gpus:
   type: list
   elements: dict
   contains:
-    index: {description: NVML index., type: int}
-    name: {description: Product name., type: str}
-    uuid: {description: GPU UUID., type: str}
-    serial: {description: Board serial number., type: str}
-    pci_bus_id: {description: PCI bus id (domain:bus:device.function)., type: str}
-    vbios_version: {description: VBIOS version., type: str}
-    compute_capability: {description: CUDA compute capability, major.minor., type: str}
+    index: {description: "NVML index.", type: int}
+    name: {description: "Product name.", type: str}
+    uuid: {description: "GPU UUID.", type: str}
+    serial: {description: "Board serial number.", type: str}
+    pci_bus_id: {description: "PCI bus id (domain:bus:device.function).", type: str}
+    vbios_version: {description: "VBIOS version.", type: str}
+    compute_capability: {description: "CUDA compute capability, major.minor.", type: str}
     memory: {description: "C(total_mib), C(used_mib), C(free_mib), C(reserved_mib) (reserved is null with older drivers).", type: dict}
     temperature: {description: "C(gpu_c), C(slowdown_c), C(shutdown_c) in degrees C.", type: dict}
     power: {description: "C(draw_w), C(limit_w) (enforced limit) in watts.", type: dict}
@@ -270,14 +270,14 @@ gpus:
     pcie: {description: "C(gen_current), C(gen_max) (reachable by the link), C(gen_gpu_max), C(width_current), C(width_max).", type: dict}
     clocks: {description: "C(sm_mhz), C(sm_max_mhz).", type: dict}
     clock_event_reasons: {description: "C(mask) (NVML bit mask) and C(active) (decoded names).", type: dict}
-    persistence_mode: {description: Persistence mode on., type: bool}
+    persistence_mode: {description: "Persistence mode on.", type: bool}
     compute_mode: {description: "C(Default), C(Exclusive_Process) or C(Prohibited).", type: str}
     mig_mode: {description: "C(current), C(pending) booleans.", type: dict}
     processes: {description: "Compute processes: C(pid), C(name), C(used_memory_mib).", type: list, elements: dict}
-    xid_events_supported: {description: Whether the GPU reports XID events to NVML., type: bool}
-    unsupported: {description: Fields NVML answered Not Supported for., type: list, elements: str}
-    errors: {description: Fields that failed with another NVML error, with the error., type: dict}
-    lost: {description: The GPU stopped answering NVML (GPU is lost)., type: bool}
+    xid_events_supported: {description: "Whether the GPU reports XID events to NVML.", type: bool}
+    unsupported: {description: "Fields NVML answered Not Supported for.", type: list, elements: str}
+    errors: {description: "Fields that failed with another NVML error, with the error.", type: dict}
+    lost: {description: "The GPU stopped answering NVML (GPU is lost).", type: bool}
 checks:
   description: Every check with C(name), C(status) (pass, fail, skip), C(message), C(gpu) (index, null for host checks),
     C(uuid), C(pci_bus_id), C(value), C(threshold) and C(action).

@@ -191,3 +191,14 @@ def test_error_for_code(code, cls):
     err = _nvml.error_for_code(code, call="x")
     assert type(err) is cls
     assert err.code == code and err.call == "x"
+
+
+def test_older_pynvml_without_a_binding_fails_that_field_only(lib, monkeypatch):
+    lib()
+    monkeypatch.delattr(pynvml, "nvmlDeviceGetGpuMaxPcieLinkGeneration")
+    result = gh.evaluate(_nvml.PynvmlBackend(), {})
+    gpu = result["gpus"][0]
+    assert list(gpu["errors"]) == ["pcie_gen_gpu_max"]
+    assert gpu["errors"]["pcie_gen_gpu_max"].startswith("AttributeError: ")
+    assert gpu["pcie"]["gen_max"] == 5
+    assert result["healthy"] is True
