@@ -7,7 +7,8 @@
 No registry is reachable, so the host image is debootstrapped from Debian's archive and cached as
 a tarball. Everything lives under one git-ignored directory (.lab/ by default, LAB_DIR to move it).
 
-    tools/lab.py up [--hosts N] [--airgap]   start dockerd, build/import the image, start N hosts
+    tools/lab.py up [--hosts N] [--airgap] [--prefix P]
+                                             start dockerd, build/import the image, start N hosts
     tools/lab.py down                        remove the hosts, stop dockerd (the image cache stays)
     tools/lab.py status                      what runs
     tools/lab.py env                         shell exports (DOCKER_HOST) for docker / molecule
@@ -220,8 +221,8 @@ def ensure_image() -> None:
 
 
 # --------------------------------------------------------------------------- hosts
-def host_names(n: int) -> list:
-    return [f"{HOST_PREFIX}{i}" for i in range(1, n + 1)]
+def host_names(n: int, prefix: str = HOST_PREFIX) -> list:
+    return [f"{prefix}{i}" for i in range(1, n + 1)]
 
 
 def running_hosts() -> list:
@@ -251,12 +252,12 @@ def wait_systemd(name: str, timeout: float = 60) -> str:
     raise LabError(f"{name}: systemd did not come up within {timeout:.0f}s (state {state!r}); see `docker logs {name}`")
 
 
-def up(n: int, airgap: bool) -> None:
+def up(n: int, airgap: bool, prefix: str = HOST_PREFIX) -> None:
     start = time.monotonic()
     ensure_image()
     network = ensure_network(airgap)
     existing = dict(running_hosts())
-    for name in host_names(n):
+    for name in host_names(n, prefix):
         state = existing.get(name)
         if state == "running":
             net = docker("inspect", name, "--format", "{{json .NetworkSettings.Networks}}").stdout
@@ -267,7 +268,7 @@ def up(n: int, airgap: bool) -> None:
             docker("rm", "-f", name)
         docker("run", "-d", "--name", name, "--hostname", name, "--label", LABEL,
                "--network", network, *container_options(), IMAGE)
-    states = {name: wait_systemd(name) for name in host_names(n)}
+    states = {name: wait_systemd(name) for name in host_names(n, prefix)}
     for name, state in states.items():
         addr = docker("inspect", name, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}").stdout.strip()
         log(f"{name}: systemd {state}, address {addr}{' (air-gapped: no route out)' if airgap else ''}")
@@ -311,6 +312,7 @@ def main(argv: list | None = None) -> int:
     p_up = sub.add_parser("up")
     p_up.add_argument("--hosts", type=int, default=2)
     p_up.add_argument("--airgap", action="store_true", help="put the hosts on an --internal network with no route out")
+    p_up.add_argument("--prefix", default=HOST_PREFIX, help=f"host name prefix (default {HOST_PREFIX}; the lab inventory uses it)")
     sub.add_parser("down")
     sub.add_parser("status")
     sub.add_parser("env")
@@ -323,7 +325,9 @@ def main(argv: list | None = None) -> int:
         if args.cmd == "up":
             if args.hosts < 1 or args.hosts > 16:
                 raise LabError(f"--hosts {args.hosts}: choose 1 to 16 (2 cores: 2-4 hosts converge well)")
-            up(args.hosts, args.airgap)
+            if not args.prefix.replace("-", "").isalnum():
+                raise LabError(f"--prefix {args.prefix!r}: use letters, digits and dashes")
+            up(args.hosts, args.airgap, args.prefix)
         elif args.cmd == "down":
             down()
         elif args.cmd == "status":

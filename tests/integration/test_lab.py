@@ -1,0 +1,64 @@
+"""The lab itself: systemd hosts that Ansible reaches, and an air-gapped network with no route out."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOCK = os.path.join(ROOT, ".lab", "docker", "docker.sock")
+LAB = [os.path.join(ROOT, ".venv", "bin", "python"), os.path.join(ROOT, "tools", "lab.py")]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(SOCK), reason="lab dockerd not running: run `tools/lab.py up`")
+
+
+def docker(*args, check=True):
+    env = dict(os.environ, DOCKER_HOST="unix://" + SOCK)
+    return subprocess.run(["docker", *args], env=env, capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def airgap_host():
+    subprocess.run([*LAB, "up", "--hosts", "1", "--airgap", "--prefix", "llm-airgap-"], check=True)
+    yield "llm-airgap-1"
+    docker("rm", "-f", "llm-airgap-1", check=False)
+
+
+def test_lab_hosts_boot_systemd():
+    for host in ("llm-lab-1", "llm-lab-2"):
+        out = docker("exec", host, "systemctl", "is-system-running", check=False).stdout.strip()
+        assert out in ("running", "degraded"), f"{host}: {out}"
+        assert docker("exec", host, "readlink", "/proc/1/exe").stdout.strip() == "/usr/lib/systemd/systemd"
+
+
+def test_ansible_reaches_lab_hosts_with_default_inventory():
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible"), "llm_hosts", "-m", "ansible.builtin.setup",
+                           "-a", "filter=ansible_distribution*", "-o"],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = [ln for ln in proc.stdout.splitlines() if "SUCCESS" in ln]
+    assert len(lines) == 2
+    facts = json.loads(lines[0].split("=>", 1)[1])["ansible_facts"]
+    assert facts["ansible_distribution"] == "Debian"
+    assert facts["ansible_distribution_major_version"] == "12"
+
+
+def test_up_is_idempotent_and_keeps_running_hosts():
+    before = docker("inspect", "llm-lab-1", "--format", "{{.Id}}").stdout.strip()
+    proc = subprocess.run([*LAB, "up", "--hosts", "2"], capture_output=True, text=True, check=True)
+    assert "2 host(s) up" in proc.stdout
+    assert docker("inspect", "llm-lab-1", "--format", "{{.Id}}").stdout.strip() == before
+
+
+def test_airgap_host_has_no_route_out(airgap_host):
+    nets = json.loads(docker("inspect", airgap_host, "--format", "{{json .NetworkSettings.Networks}}").stdout)
+    assert list(nets) == ["lab-airgap"]
+    internal = docker("network", "inspect", "lab-airgap", "--format", "{{.Internal}}").stdout.strip()
+    assert internal == "true"
+    # Name resolution of the outside world fails (Docker's embedded DNS does not forward on an internal network).
+    proc = docker("exec", airgap_host, "getent", "hosts", "deb.debian.org", check=False)
+    assert proc.returncode != 0, proc.stdout
+    # while the connected lab host resolves it
+    assert docker("exec", "llm-lab-1", "getent", "hosts", "deb.debian.org", check=False).returncode == 0
