@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -69,12 +68,12 @@ def main(argv=None):
         return 1
     cold = (time.perf_counter() - t0) * 1000
     count = first["gpu_count"]
-    print("GPUs: %d (%s), driver %s, NVML %s" % (count, ", ".join(first["gpu_facts"]["names"]), first["driver_version"],
-                                                first["nvml_version"]))
+    names = ", ".join(first["gpu_facts"]["names"])
+    print("GPUs: %d (%s), driver %s, NVML %s" % (count, names, first["driver_version"], first["nvml_version"]))
     print("first evaluate() in the process (library load included): %.2f ms; its own timing_ms %s" % (cold, first["timing_ms"]))
 
     full, init, coll = [], [], []
-    for _ in range(args.rounds):
+    for _round in range(args.rounds):
         t0 = time.perf_counter()
         result = gh.evaluate(backend, {})
         full.append((time.perf_counter() - t0) * 1000)
@@ -87,7 +86,7 @@ def main(argv=None):
     backend.init()
     try:
         warm = []
-        for _ in range(args.rounds):
+        for _round in range(args.rounds):
             t0 = time.perf_counter()
             snap = gh.collect(backend)
             warm.append((time.perf_counter() - t0) * 1000)
@@ -95,7 +94,7 @@ def main(argv=None):
         print("per GPU (collect median / %d GPU(s)):                  %.2f ms" % (count, statistics.median(warm) / max(count, 1)))
         handles = [backend.device_handle(i) for i in range(count)]
         per_field = {}
-        for _ in range(10):
+        for _round in range(10):
             for handle in handles:
                 for field in nvml.DEVICE_FIELDS:
                     t0 = time.perf_counter()

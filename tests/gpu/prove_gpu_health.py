@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -341,7 +340,7 @@ def compare_host(table, result, root, version_text):
 
 # ------------------------------------------------------------------ main
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--out", required=True, help="directory for the report and raw outputs")
     parser.add_argument("--load-mib", type=int, default=4096, help="MiB a CUDA process holds during the run (0: none)")
     parser.add_argument("--module-result", help="use this stored module result instead of running Ansible")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _gpu_health as gh
-from ansible_collections.onprem.llm_serving.tests.fixtures.nvml.fake_nvml import FakeNvml, load_recording
+from ansible_collections.onprem.llm_serving.tests.fixtures.nvml.fake_nvml import FakeNvml, load_recording, recording_from_snapshot
 
 
 def _by_name(result, name, gpu=0):
@@ -442,3 +442,17 @@ def test_unavailable_result_is_healthy_and_empty():
     assert result["healthy"] is True and result["nvml_available"] is False
     assert result["gpu_facts"]["count"] == 0
     assert result["checks"][0]["status"] == "skip"
+
+
+def test_adapter_snapshot_from_the_device_replays():
+    """The fuller recording the benchmark wrote on the device (memory v2, every field) replays too."""
+    fake = FakeNvml(recording=recording_from_snapshot())
+    result = gh.evaluate(fake, {"expected_gpu_count": 1, "min_compute_capability": "9.0"})
+    assert result["healthy"] is True, result["unhealthy_message"]
+    gpu = result["gpus"][0]
+    assert gpu["memory"]["total_mib"] == 81559
+    assert gpu["memory"]["reserved_mib"] == 480
+    assert gpu["memory"]["used_mib"] + gpu["memory"]["free_mib"] + gpu["memory"]["reserved_mib"] == 81559
+    assert gpu["unsupported"] == ["retired_pages_dbe", "retired_pages_pending", "retired_pages_sbe"]
+    assert gpu["errors"] == {}
+    assert gpu["pcie"]["gen_gpu_max"] == 5

@@ -189,7 +189,8 @@ def test_xid_through_evaluate(lib):
                                        (4, _nvml.NvmlError), (999, _nvml.NvmlError)])
 def test_error_for_code(code, cls):
     err = _nvml.error_for_code(code, call="x")
-    assert type(err) is cls
+    assert err.__class__.__name__ == cls.__name__
+    assert isinstance(err, cls)
     assert err.code == code and err.call == "x"
 
 
