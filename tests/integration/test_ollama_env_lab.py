@@ -137,8 +137,8 @@ def module_task(name, args, **keywords):
     return task
 
 
-def restart_task(name="restart"):
-    return {"name": name, "ansible.builtin.systemd_service": {"name": SERVICE, "state": "restarted", "daemon_reload": True}}
+def restart_task(name="restart", service=SERVICE):
+    return {"name": name, "ansible.builtin.systemd_service": {"name": service, "state": "restarted", "daemon_reload": True}}
 
 
 @pytest.fixture(scope="module")
@@ -280,15 +280,17 @@ StateDirectory=%(name)s
 def test_real_ollama_reads_the_settings(tmp_path):
     """The settings reach a real `ollama serve`: its own `server config env=map[...]` log line shows them."""
     env = dict(os.environ, DOCKER_HOST=_docker_host())
-    subprocess.run(["docker", "cp", ARCHIVE, "%s:/tmp/%s.tgz" % (HOST, REAL)], env=env, check=True, capture_output=True)
-    sh("rm -rf /opt/{n} && mkdir -p /opt/{n} && tar -xzf /tmp/{n}.tgz -C /opt/{n} && rm /tmp/{n}.tgz".format(n=REAL))
+    # not into /tmp: it is a tmpfs in the lab hosts, and `docker cp` writes beneath it
+    subprocess.run(["docker", "cp", ARCHIVE, "%s:/opt/%s.tgz" % (HOST, REAL)], env=env, check=True, capture_output=True)
+    sh("rm -rf /opt/{n} && mkdir -p /opt/{n} && tar -xzf /opt/{n}.tgz -C /opt/{n} && rm /opt/{n}.tgz".format(n=REAL))
     sh("cat > /etc/systemd/system/%s.service <<'EOF'\n%sEOF" % (REAL, REAL_UNIT))
     args = {"service": REAL, "host": "127.0.0.1:%d" % REAL_PORT, "num_parallel": 3, "max_queue": 77, "keep_alive": "7m",
-            "max_loaded_models": 2, "origins": ["https://chat.example.com"], "models": "/var/lib/%s/models" % REAL}
+            "max_loaded_models": 2, "origins": ["https://chat.example.com"], "models": "/var/lib/%s/models" % REAL,
+            "flash_attention": True, "kv_cache_type": "q8_0", "load_timeout": "90s", "gpu_overhead": 1048576, "sched_spread": True}
     try:
         rc, res = playbook(tmp_path, [
             module_task("set", args),
-            restart_task(),
+            restart_task(service=REAL),
             {"name": "wait", "ansible.builtin.uri": {"url": "http://127.0.0.1:%d/api/version" % REAL_PORT},
              "register": "version", "until": "version.status == 200", "retries": 60, "delay": 0.5},
             module_task("verify", dict(args, verify=True)),
@@ -297,9 +299,11 @@ def test_real_ollama_reads_the_settings(tmp_path):
         assert res["wait"]["json"]["version"]
         assert res["verify"]["effective"]["OLLAMA_NUM_PARALLEL"] == "3"
         log = sh("journalctl -u %s -o cat --no-pager | grep 'server config' | tail -1" % REAL)
+        print("ollama server config line:", log)
         for expected in ("OLLAMA_NUM_PARALLEL:3", "OLLAMA_MAX_QUEUE:77", "OLLAMA_HOST:http://127.0.0.1:%d" % REAL_PORT,
                          "OLLAMA_KEEP_ALIVE:7m0s", "OLLAMA_MAX_LOADED_MODELS:2", "https://chat.example.com",
-                         "OLLAMA_MODELS:/var/lib/%s/models" % REAL):
+                         "OLLAMA_MODELS:/var/lib/%s/models" % REAL, "OLLAMA_FLASH_ATTENTION:true", "OLLAMA_KV_CACHE_TYPE:q8_0",
+                         "OLLAMA_LOAD_TIMEOUT:1m30s", "OLLAMA_GPU_OVERHEAD:1048576", "OLLAMA_SCHED_SPREAD:true"):
             assert expected in log, "%s not in Ollama's config line: %s" % (expected, log)
     finally:
         sh("systemctl stop {n}; rm -rf /opt/{n} /etc/systemd/system/{n}.service /etc/systemd/system/{n}.service.d; "
