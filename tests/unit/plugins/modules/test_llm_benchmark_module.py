@@ -1,0 +1,87 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""llm_benchmark main() through patch_module_args; the load generator is faked at run_level, /v1/models comes from the TGI replay."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.onprem.llm_serving.plugins.modules import llm_benchmark
+from ansible_collections.onprem.llm_serving.tests.integration.replay.replay_servers import TgiReplay
+
+
+def run(capsys, args):
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as info:
+            llm_benchmark.main()
+    out = capsys.readouterr().out
+    result = json.loads(out)
+    result["rc"] = info.value.code
+    return result, out
+
+
+def fake_run_level(calls):
+    def run_level(client, api, model, requests, warmups=0, max_concurrency=None, request_rate=float("inf"), burstiness=1.0, seed=0,
+                  ignore_eos=False, extra_body=None, clock=None):
+        calls.append({"api": api, "model": model, "n": len(requests), "conc": max_concurrency, "rate": request_rate, "ignore_eos": ignore_eos})
+        records = []
+        for i, req in enumerate(requests):
+            records.append({"success": i != 0, "ttft": 0.01, "itl": [0.002] * (req["output_len"] - 1), "latency": 0.01 + 0.002 * (req["output_len"] - 1),
+                            "output_tokens": req["output_len"], "prompt_len": req["prompt_len"], "start_time": 0.1 * i,
+                            "error": "" if i else "HTTP 500: boom", "generated_chars": 0})
+        return records, 1.0
+    return run_level
+
+
+def test_sweep_returns_vllm_keys_per_level(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(llm_benchmark, "run_level", fake_run_level(calls))
+    with TgiReplay(model="tiny") as srv:
+        result, _out = run(capsys, {"url": srv.url, "num_prompts": 5, "input_len": 8, "output_len": 4, "concurrency": [1, 8], "request_rate": [2.0],
+                                    "warmup_requests": 2, "ignore_eos": True, "return_records": True})
+    assert result["rc"] == 0 and result["changed"] is False and result["model"] == "tiny"
+    # warm-up (2 requests) then the measured level, for each of the 3 levels
+    assert [(c["n"], c["conc"], c["rate"]) for c in calls] == [
+        (2, 1, float("inf")), (5, 1, float("inf")), (2, 8, float("inf")), (5, 8, float("inf")), (2, None, float("inf")), (5, None, 2.0)]
+    level = result["levels"][1]
+    assert (level["mode"], level["max_concurrency"], level["request_rate"], level["completed"], level["failed"]) == ("closed_loop", 8, "inf", 4, 1)
+    assert level["mean_ttft_ms"] == pytest.approx(10.0) and level["p99_itl_ms"] == pytest.approx(2.0) and level["output_throughput"] == 16.0
+    assert level["errors"] == ["HTTP 500: boom"]
+    assert result["report"][2]["request_rate"] == 2.0 and result["report"][0]["output_lens"] == [0, 4, 4, 4, 4]
+
+
+def test_check_mode_plans_and_sends_no_load(monkeypatch, capsys):
+    def boom(*a, **k):
+        raise AssertionError("load sent in check mode")
+    monkeypatch.setattr(llm_benchmark, "run_level", boom)
+    with TgiReplay(model="tiny") as srv:
+        result, _out = run(capsys, {"url": srv.url, "_ansible_check_mode": True, "api": "chat"})
+    assert result["rc"] == 0 and "levels" not in result
+    assert result["plan"]["prompt_format"] == "text" and [lv["max_concurrency"] for lv in result["plan"]["levels"]] == [1, 8, 32]
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"concurrency": [], "request_rate": []}, "neither concurrency nor request_rate"),
+    ({"concurrency": [0]}, "has a level below 1"),
+    ({"request_rate": [0.0]}, "rate <= 0"),
+    ({"goodput": {"latency": 5}}, "goodput has unknown keys ['latency']"),
+    ({"percentiles": [120.0]}, "must lie in (0, 100]"),
+    ({"api": "chat", "prompt_format": "token_ids"}, "token_ids works only with api=completions"),
+])
+def test_option_errors(capsys, args, words):
+    args = dict(args, url="http://127.0.0.1:9")
+    result, _out = run(capsys, args)
+    assert result["rc"] == 1 and words in result["msg"]
+
+
+def test_unserved_model_fails_before_any_load(monkeypatch, capsys):
+    monkeypatch.setattr(llm_benchmark, "run_level", fake_run_level([]))
+    with TgiReplay(model="tiny") as srv:
+        result, _out = run(capsys, {"url": srv.url, "model": "big"})
+    assert result["rc"] == 1 and "model 'big' is not served; served: [\"tiny\"]" in result["msg"]
+    assert result["plan"]["levels"][0]["max_concurrency"] == 1
