@@ -109,6 +109,28 @@ def main(argv=None):
     finally:
         backend.shutdown()
 
+    # The first read of a field after nvmlInit costs more than later reads: time each field
+    # on the first pass after a fresh init, to show where evaluate()'s collect time goes.
+    cold_fields = {}
+    for _round in range(10):
+        backend.init()
+        try:
+            for index in range(count):
+                handle = backend.device_handle(index)
+                for field in nvml.DEVICE_FIELDS:
+                    t0 = time.perf_counter()
+                    try:
+                        backend.read(handle, field)
+                    except nvml.NvmlError:
+                        pass
+                    cold_fields.setdefault((index, field), []).append((time.perf_counter() - t0) * 1000)
+        finally:
+            backend.shutdown()
+    for index in range(count):
+        ranked = sorted(((statistics.median(v), k[1]) for k, v in cold_fields.items() if k[0] == index), reverse=True)
+        print("GPU %d, first read after nvmlInit, slowest fields (median ms): %s" % (index, ", ".join("%s %.3f" % (k, m) for m, k in ranked[:10])))
+        print("GPU %d, first read after nvmlInit, sum of field medians: %.2f ms" % (index, sum(m for m, _k in ranked)))
+
     target = 50.0 + 10.0 * max(count - 1, 0)
     median = statistics.median(full)
     print("RESULT: evaluate() median %.2f ms for %d GPU(s); target <= %.0f ms: %s"

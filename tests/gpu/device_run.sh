@@ -21,9 +21,9 @@ fi
     nvidia-smi --version
     python3 -c 'import sys; from importlib.metadata import version as v; print(sys.executable, sys.version.split()[0], "ansible-core", v("ansible-core"), "nvidia-ml-py", v("nvidia-ml-py"))'
 } 2>&1 | tee "$OUT/env.txt"
-python3 tests/gpu/prove_gpu_health.py --out "$OUT" "$@" > "$OUT/prove.log" 2>&1
+python3 tests/gpu/prove_gpu_health.py --out "$OUT" "$@" > /tmp/gpu_health_prove.log 2>&1
 prove_rc=$?
-cat "$OUT/prove.log"
+cat /tmp/gpu_health_prove.log
 python3 tests/gpu/bench_gpu_health.py --rounds 50 --out "$OUT" 2>&1 | tee "$OUT/bench.txt"
 echo "prove rc=$prove_rc"
 exit $prove_rc
