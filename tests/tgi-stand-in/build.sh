@@ -1,0 +1,21 @@
+#!/bin/bash
+# Build the tgi-stand-in image against the lab's dockerd and save it as the tarball the tgi role loads.
+#   DOCKER_HOST=unix://$PWD/.lab/docker/docker.sock tests/tgi-stand-in/build.sh [OUT_DIR]
+# Prints the image reference, the tarball and the image id (tgi_image, tgi_image_archive, tgi_image_id).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+out="${1:-$root/.cache/artefacts/images}"
+tag="${TGI_STAND_IN_TAG:-localhost/tgi-stand-in:3.3.6-stand-in}"
+mkdir -p "$out"
+docker build --quiet --tag "$tag" "$here" >/dev/null
+id="$(docker image inspect --format '{{.Id}}' "$tag")"
+tar="$out/tgi-stand-in.tar"
+if [ ! -f "$tar.id" ] || [ "$(cat "$tar.id")" != "$id" ] || [ ! -f "$tar" ]; then
+  docker save --output "$tar.tmp" "$tag"
+  mv "$tar.tmp" "$tar"
+  echo "$id" > "$tar.id"
+fi
+echo "tgi_image: $tag"
+echo "tgi_image_archive: $tar"
+echo "tgi_image_id: $id"
