@@ -1,0 +1,98 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Render the tgi role's unit and env file with Ansible's own templar, without a host.
+
+Covers what the lab (docker + tgi-stand-in) cannot: GPU access (--gpus / CDI), podman's unit, quantize,
+num_shard. Run: .venv/bin/pytest roles/tgi/tests/
+"""
+from __future__ import annotations
+
+import os
+import shlex
+
+import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+ROLE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATES = os.path.join(ROLE, "templates")
+
+
+def trusted(value):
+    """Mark role data as trusted templates, as Ansible does for the role's own files."""
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {k: trusted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [trusted(v) for v in value]
+    return value
+
+
+def render(name, instance, **overrides):
+    loader = DataLoader()
+    variables = trusted(dict(loader.load_from_file(os.path.join(ROLE, "defaults", "main.yml"))))
+    variables.update(trusted(dict(loader.load_from_file(os.path.join(ROLE, "vars", "main.yml")))))
+    variables.update({"inventory_hostname": "gpu01", "groups": {"gpu_hosts": []}, "ansible_managed": "Ansible managed",
+                      "__tgi_image_id": "sha256:" + "a" * 64, "inst": instance})
+    variables.update(overrides)
+    templar = Templar(loader=loader, variables=variables).copy_with_new_env(searchpath=[TEMPLATES])
+    variables["item"] = templar.template(trust_as_template("{{ [__tgi_instance_defaults] | product([inst]) | map('combine') | first }}"))
+    templar = Templar(loader=loader, variables=variables).copy_with_new_env(searchpath=[TEMPLATES])
+    with open(os.path.join(TEMPLATES, name)) as f:
+        return templar.template(trust_as_template(f.read()))
+
+
+def exec_start(unit):
+    joined = unit.replace("\\\n", " ")
+    line = [ln for ln in joined.splitlines() if ln.startswith("ExecStart=")][0]
+    return shlex.split(line[len("ExecStart="):])
+
+
+INSTANCE = {"name": "mistral", "model_id": "/srv/llm/models/mistral-7b", "port": 3001, "num_shard": 2,
+            "max_input_tokens": 4096, "max_total_tokens": 8192, "quantize": "awq", "api_key": "k3y"}
+
+
+@pytest.mark.parametrize("engine, gpu, access, expect, absent", [
+    ("docker", True, "gpus", ["--gpus", "all"], ["--device", "--sdnotify=conmon"]),
+    ("docker", True, "cdi", ["--device", "nvidia.com/gpu=all"], ["--gpus"]),
+    ("podman", True, "cdi", ["--device", "nvidia.com/gpu=all", "--sdnotify=conmon"], ["--gpus"]),
+    ("docker", False, "gpus", [], ["--gpus", "--device"]),
+])
+def test_unit_gpu_access(engine, gpu, access, expect, absent):
+    unit = render("tgi.service.j2", INSTANCE, tgi_container_engine=engine, tgi_gpu=gpu, tgi_gpu_access=access)
+    argv = exec_start(unit)
+    assert argv[:2] == ["/usr/bin/%s" % engine, "run"]
+    for token in expect:
+        assert token in argv
+    for token in absent:
+        assert token not in argv
+
+
+def test_unit_ports_volumes_env_and_launcher_options():
+    unit = render("tgi.service.j2", INSTANCE)
+    argv = exec_start(unit)
+    image = argv.index("ghcr.io/huggingface/text-generation-inference:3.3.6")
+    run_opts, launcher = argv[:image], argv[image + 1:]
+    assert run_opts[run_opts.index("--publish") + 1] == "127.0.0.1:3001:80"
+    assert run_opts[run_opts.index("--shm-size") + 1] == "1g"
+    assert run_opts[run_opts.index("--env-file") + 1] == "/etc/onprem-llm/tgi-mistral.env"
+    volumes = [run_opts[i + 1] for i, a in enumerate(run_opts) if a == "--volume"]
+    assert volumes == ["/srv/llm/cache/tgi:/data:rw", "/srv/llm/models:/srv/llm/models:ro"]
+    opts = dict(zip(launcher[::2], launcher[1::2]))
+    assert opts == {"--model-id": "/srv/llm/models/mistral-7b", "--port": "80", "--num-shard": "2", "--max-input-tokens": "4096",
+                    "--max-total-tokens": "8192", "--max-concurrent-requests": "128", "--quantize": "awq"}
+    assert "k3y" not in unit
+    assert "Restart=on-failure" in unit and ("sha256:" + "a" * 64) in unit
+
+
+def test_env_file_exact_offline_and_usage_stats():
+    text = render("tgi.env.j2", dict(INSTANCE, env={"CUDA_VISIBLE_DEVICES": "0,1"}))
+    env = dict(ln.split("=", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
+    assert env == {"USAGE_STATS": "off", "HF_HUB_OFFLINE": "1", "API_KEY": "k3y", "CUDA_VISIBLE_DEVICES": "0,1"}
+
+
+def test_env_file_hub_allowed():
+    text = render("tgi.env.j2", dict(INSTANCE, api_key=""), tgi_hf_hub_offline=False)
+    assert "HF_HUB_OFFLINE" not in text and "API_KEY" not in text

