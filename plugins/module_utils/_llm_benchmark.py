@@ -120,8 +120,8 @@ def _tokens(rng, n, vocab_size, token_ids):
     if token_ids:
         # Skip the lowest ids, where tokenizers keep their special tokens.
         low = min(16, max(vocab_size - 1, 0))
-        return [rng.randrange(low, vocab_size) for _ in range(n)]
-    return [rng.choice(WORDS) for _ in range(n)]
+        return [rng.randrange(low, vocab_size) for _i in range(n)]
+    return [rng.choice(WORDS) for _i in range(n)]
 
 
 def _join(tokens, token_ids):

@@ -192,8 +192,8 @@ def classify_status(method, url, status, body, api_key_set=False):
     if status == 405:
         return LlmStatusError(method, url, "method not allowed: the path exists but not for this method; check url and engine.", status, body)
     if status in (400, 422):
-        return LlmStatusError(method, url, "the engine refused the request as invalid (%s); check model, max_tokens against the model's context length, and prompt."
-                              % (engine_msg or "no reason given"), status, body)
+        return LlmStatusError(method, url, "the engine refused the request as invalid (%s); check model, max_tokens against the model's "
+                              "context length, and prompt." % (engine_msg or "no reason given"), status, body)
     if status == 424:
         return LlmStatusError(method, url, "generation failed inside the engine (TGI 424); see the engine's log.", status, body)
     if status == 429:

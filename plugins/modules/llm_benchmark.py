@@ -38,7 +38,7 @@ description:
   - The client is asyncio with a raw HTTP/1.1 keep-alive pool from the Python standard library. It has held 256 concurrent streams
     on 2 cores (see the collection's C(tests/bench/) scripts for how it was measured).
 author:
-  - onprem.llm_serving contributors
+  - onprem.llm_serving maintainers (@onprem)
 options:
   url:
     description: Base URL of the engine, without C(/v1), for example V(http://gpu01:8000).
@@ -169,11 +169,13 @@ options:
 attributes:
   check_mode:
     support: full
-    details: In check mode the module checks that the endpoint is up and serves O(model), and returns RV(plan) without sending load.
+    description: In check mode the module checks that the endpoint is up and serves O(model), and returns RV(plan) without sending load.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
   idempotent:
     support: full
+    description: Always returns RV(ignore:changed=false); the endpoint is loaded, not changed.
 notes:
   - Read-only for the endpoint; always returns C(changed=false). It does load it, so run it where that is acceptable.
   - Run it on a host with spare CPU (often the controller, with C(delegate_to)); the load generator should not share cores with the engine.

@@ -17,9 +17,9 @@ description:
   - Tells the engine apart from its answers when O(engine=auto) (C(GET /api/version) answers only on Ollama, C(GET /info) with a
     C(model_id) only on TGI, C(GET /version) on vLLM), checks that O(model) is among the served models, then runs a real
     generation on every selected API, streamed and not streamed.
-  - A generation counts only when it produced at least O(min_tokens) tokens (from C(usage) or the engine's own counts) and, when
+  - "A generation counts only when it produced at least O(min_tokens) tokens (from C(usage) or the engine's own counts) and, when
     streamed, the stream ended properly (C(data: [DONE]) for OpenAI, the final event with C(generated_text) and C(details) for TGI,
-    C(done:true) for Ollama).
+    C(done:true) for Ollama)."
   - Measures on the first streamed check time to first token (arrival of the first event carrying a token minus the request
     start), inter-token latency (gaps between later token events), end-to-end latency and tokens per second, the same way as
     M(onprem.llm_serving.llm_benchmark) and C(vllm bench serve).
@@ -27,7 +27,7 @@ description:
     C(/metrics) counters including the prefix cache).
   - Uses only the Python standard library on the host it runs on.
 author:
-  - onprem.llm_serving contributors
+  - onprem.llm_serving maintainers (@onprem)
 options:
   url:
     description:
@@ -111,11 +111,13 @@ options:
 attributes:
   check_mode:
     support: full
-    details: The module only reads; it runs the same checks in check mode.
+    description: The module only reads; it runs the same checks in check mode.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is no diff.
   idempotent:
     support: full
+    description: Always returns RV(ignore:changed=false).
 notes:
   - Read-only; always returns C(changed=false).
   - Each streamed generation uses O(timeout) as the limit between two received chunks and for the headers.
@@ -265,8 +267,8 @@ def argument_spec():
         apis=dict(type="list", elements="str", choices=["chat", "completions", "generate"]),
         streaming=dict(type="str", default="both", choices=["both", "streamed", "non_streamed"]),
         prompt=dict(type="str", default="Write a short story about a lighthouse keeper who finds a message in a bottle."),
-        max_tokens=dict(type="int", default=32),
-        min_tokens=dict(type="int", default=8),
+        max_tokens=dict(type="int", default=32, no_log=False),
+        min_tokens=dict(type="int", default=8, no_log=False),
         ignore_eos=dict(type="bool", default=False),
         ready_timeout=dict(type="float", default=600.0),
         collect_metrics=dict(type="bool", default=True),

@@ -30,7 +30,6 @@ LLM_TEST_MODEL_DIR (default .cache/artefacts/models/tiny-llama).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import resource
@@ -158,7 +157,8 @@ def fidelity(args):
             again = recompute(theirs)
             for label, key in ROWS:
                 a, b = ours[key], theirs[key]
-                print("%-6d %-16s %14.3f %14.3f %8.3f   %.6f" % (conc, label, a, b, a / b if b else float("nan"), again[key] / theirs[key] if theirs[key] else 1.0))
+                same = again[key] / theirs[key] if theirs[key] else 1.0
+                print("%-6d %-16s %14.3f %14.3f %8.3f   %.6f" % (conc, label, a, b, a / b if b else float("nan"), same))
             print("%-6d %-16s %14d %14d" % (conc, "failed", ours["failed"], theirs["failed"]))
     finally:
         if proc is not None:

@@ -176,12 +176,12 @@ def test_resolve_model_error_lists_served():
 # -- full runs -------------------------------------------------------------------------------------
 def test_vllm_run_all_paths_and_metrics():
     fc = FakeClient(vllm_routes(8))
-    fc.routes[("POST", "/v1/chat/completions")].append((200, {"choices": [{"message": {"content": "abc"}, "finish_reason": "length"}],
-                                                                "usage": {"prompt_tokens": 5, "completion_tokens": 8}}))
-    fc.routes[("POST", "/v1/completions")].append((200, {"choices": [{"text": "abc", "finish_reason": "length"}],
-                                                          "usage": {"prompt_tokens": 5, "completion_tokens": 8}}))
-    out = e.EndpointChecker(fc, sleep=Clock().sleep, monotonic=Clock().monotonic).run(engine="auto", model="tiny", max_tokens=8, min_tokens=8,
-                                                                                       ignore_eos=True)
+    chat_reply = {"choices": [{"message": {"content": "abc"}, "finish_reason": "length"}], "usage": {"prompt_tokens": 5, "completion_tokens": 8}}
+    text_reply = {"choices": [{"text": "abc", "finish_reason": "length"}], "usage": {"prompt_tokens": 5, "completion_tokens": 8}}
+    fc.routes[("POST", "/v1/chat/completions")].append((200, chat_reply))
+    fc.routes[("POST", "/v1/completions")].append((200, text_reply))
+    checker = e.EndpointChecker(fc, sleep=Clock().sleep, monotonic=Clock().monotonic)
+    out = checker.run(engine="auto", model="tiny", max_tokens=8, min_tokens=8, ignore_eos=True)
     assert (out["engine"], out["protocol"], out["engine_version"], out["model"]) == ("vllm", "openai", "0.32.0", "tiny")
     assert [(c["path"], c["stream"]) for c in out["checks"]] == [
         ("/v1/chat/completions", True), ("/v1/chat/completions", False), ("/v1/completions", True), ("/v1/completions", False)]

@@ -70,7 +70,7 @@ def test_ndjson_garbage_is_a_stream_error():
 ])
 def test_classify_status(status, body, key, cls, words):
     err = h.classify_status("GET", "http://gpu01:8000/v1/models", status, body, key)
-    assert type(err) is cls
+    assert err.__class__ is cls
     text = str(err)
     assert text.startswith("GET http://gpu01:8000/v1/models returned HTTP %d: " % status)
     assert words in text
