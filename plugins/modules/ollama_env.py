@@ -262,6 +262,13 @@ overrides:
       description: Whether the service gets our value.
       type: bool
       sample: false
+unit_files:
+  description:
+    - The unit file and drop-ins of the service, in the order systemd applies them (with this drop-in as it will be).
+  returned: when O(state=present)
+  type: list
+  elements: str
+  sample: [/usr/lib/systemd/system/ollama.service, /etc/systemd/system/ollama.service.d/50-ollama-env.conf]
 effective:
   description: The managed variables as the running main process has them (None = not set). Only the managed ones.
   returned: when O(verify=true)
@@ -475,6 +482,7 @@ class OllamaEnv(object):
                              % (item["file"], item["unit_file"], item["error"]))
         overrides = find_overrides(resolution, result["env"], self.path)
         result["overrides"] = overrides
+        result["unit_files"] = [path for path, _text in files]
         lost = [o for o in overrides if not o["ours_wins"]]
         if lost:
             message = "%s does not win for %d variable(s) of %s:\n  %s" % (

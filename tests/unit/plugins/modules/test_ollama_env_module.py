@@ -284,3 +284,38 @@ def test_verify_reports_need_daemon_reload(fake, capsys):
     fake.props["NeedDaemonReload"] = "yes"
     result = run_module(capsys, dict(ARGS, path=dropin(fake), verify=True))
     assert result["rc"] == 1 and "daemon-reload" in result["msg"]
+
+
+def test_unit_files_are_listed_in_systemd_order(fake, capsys):
+    vendor = _write_other(fake, "10-vendor.conf", "[Service]\nEnvironment=OLLAMA_OTHER=1\n", directory=2)
+    late = _write_other(fake, "70-late.conf", "[Service]\nEnvironment=OLLAMA_OTHER=2\n", directory=1)
+    result = run_module(capsys, dict(ARGS, path=dropin(fake)))
+    assert result["unit_files"] == [os.path.join(fake.unit_path[2], "ollama.service"), vendor, dropin(fake), late]
+
+
+def test_same_name_in_a_higher_priority_dir_masks_our_dropin(fake, capsys):
+    ours = os.path.join(fake.unit_path[2], "ollama.service.d", "50-ollama-env.conf")
+    masking = _write_other(fake, "50-ollama-env.conf", "[Service]\nEnvironment=OLLAMA_NUM_PARALLEL=1\n", directory=0)
+    result = run_module(capsys, {"num_parallel": 4, "path": ours})
+    assert result["rc"] == 1
+    assert masking in result["msg"] and "OLLAMA_NUM_PARALLEL" in result["msg"]
+    assert not os.path.exists(ours)
+
+
+def test_template_instance_reads_the_template_fragment(fake, capsys):
+    with open(os.path.join(fake.unit_path[2], "ollama@.service"), "w") as handle:
+        handle.write("[Service]\nExecStart=/usr/bin/ollama serve\nEnvironment=OLLAMA_NUM_PARALLEL=1\n")
+    path = os.path.join(fake.unit_path[0], "ollama@gpu0.service.d", "50-ollama-env.conf")
+    result = run_module(capsys, {"service": "ollama@gpu0", "num_parallel": 4, "path": path})
+    assert result["rc"] == 0 and result["service"] == "ollama@gpu0.service"
+    assert result["unit_files"] == [os.path.join(fake.unit_path[2], "ollama@.service"), path]
+    assert result["overrides"][0]["ours_wins"] is True
+
+
+def test_type_wide_service_dropin_counts(fake, capsys):
+    other = os.path.join(fake.unit_path[0], "service.d", "99-all-services.conf")
+    os.makedirs(os.path.dirname(other))
+    with open(other, "w") as handle:
+        handle.write("[Service]\nEnvironment=CUDA_VISIBLE_DEVICES=\n")
+    result = run_module(capsys, {"extra_env": {"CUDA_VISIBLE_DEVICES": "0"}, "path": dropin(fake)})
+    assert result["rc"] == 1 and other in result["msg"]
