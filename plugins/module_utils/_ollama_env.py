@@ -20,6 +20,8 @@ import ipaddress
 import posixpath
 import re
 
+from ansible_collections.onprem.llm_serving.plugins.module_utils._systemd import unit_name
+
 # option name -> environment variable, in the order they are rendered.
 OPTION_VARS = (
     ("host", "OLLAMA_HOST"),
@@ -338,15 +340,11 @@ def quote_environment_value(key, value):
 
 
 def render_dropin(env, service="ollama"):
-    lines = [HEADER % unit_service(service), "[Service]\n"]
+    lines = [HEADER % unit_name(service), "[Service]\n"]
     order = [var for _opt, var in OPTION_VARS if var in env] + sorted(k for k in env if k not in VAR_OPTIONS)
     for key in order:
         lines.append(quote_environment_value(key, env[key]) + "\n")
     return "".join(lines)
-
-
-def unit_service(service):
-    return service if service.endswith(".service") else service + ".service"
 
 
 # --------------------------------------------------------------------------- parsing (systemd semantics)
@@ -664,7 +662,7 @@ def compare_environment(managed, actual):
 def diagnose(mismatches, service, overrides=(), changed=False, need_daemon_reload=False,
              dropin_mtime=None, started_at=None, dropin_path=None):
     """Turn mismatches into one message that says why and what to do."""
-    unit = unit_service(service)
+    unit = unit_name(service)
     lost = dict((o["variable"], o) for o in overrides if not o["ours_wins"])
     lines = ["verify: the running %s does not have the managed environment:" % unit]
     for item in mismatches:
