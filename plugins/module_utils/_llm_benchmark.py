@@ -468,13 +468,21 @@ async def _run_level_async(client, path, api, model, requests, warmups, max_conc
                            extra_body, clock):
     sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
 
+    async def timed(body, rec):
+        try:
+            return await asyncio.wait_for(client.stream_request(path, body, rec), client.timeout)
+        except asyncio.TimeoutError:
+            rec["success"] = False
+            rec["error"] = "no complete answer within timeout=%s s" % client.timeout
+            return rec
+
     async def one(req):
         rec = new_record(req["prompt_len"])
         body = request_body(api, model, req, ignore_eos, extra_body)
         if sem is None:
-            return await client.stream_request(path, body, rec)
+            return await timed(body, rec)
         async with sem:
-            return await client.stream_request(path, body, rec)
+            return await timed(body, rec)
 
     if warmups:
         await asyncio.gather(*[one(requests[0]) for _i in range(warmups)])

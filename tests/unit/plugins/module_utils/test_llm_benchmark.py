@@ -180,6 +180,12 @@ class FakeOpenAI(object):
         return self
 
     def __exit__(self, *exc):
+        async def shutdown():
+            self.server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
@@ -209,6 +215,13 @@ def test_async_client_failures_are_failed_records(server, error):
     assert all(error in r["error"] for r in records)
     m = b.calculate_metrics(records, 1.0)
     assert m["failed"] == 2 and m["mean_ttft_ms"] == 0.0
+
+
+def test_request_over_the_timeout_is_a_failed_record():
+    reqs = b.build_workload("random", 1, 4, 50, seed=0)
+    with FakeOpenAI(tokens=50) as srv:  # 50 tokens, 2 ms apart: about 0.1 s
+        records, _duration = b.run_level(b.AsyncStreamClient(srv.url, timeout=0.02), "completions", "tiny", reqs)
+    assert records[0]["success"] is False and "within timeout=0.02 s" in records[0]["error"]
 
 
 def test_open_loop_level_runs_all_requests():
