@@ -319,3 +319,21 @@ def test_type_wide_service_dropin_counts(fake, capsys):
         handle.write("[Service]\nEnvironment=CUDA_VISIBLE_DEVICES=\n")
     result = run_module(capsys, {"extra_env": {"CUDA_VISIBLE_DEVICES": "0"}, "path": dropin(fake)})
     assert result["rc"] == 1 and other in result["msg"]
+
+
+@pytest.mark.parametrize("props, text", [({"LoadState": "not-found", "MainPID": "0"}, "not known to systemd"),
+                                         ({"MainPID": "0", "ActiveState": "inactive"}, "is not running")])
+def test_verify_in_check_mode_warns_when_service_missing_or_stopped(fake, capsys, props, text):
+    run_module(capsys, dict(ARGS, path=dropin(fake)))
+    fake.props.update(props)
+    result = run_module(capsys, dict(ARGS, path=dropin(fake), verify=True), check_mode=True)
+    assert result["rc"] == 0 and result["changed"] is False and result["effective"] == {}
+    assert any(text in w and "check mode" in w for w in warnings(result))
+
+
+def test_verify_in_check_mode_still_fails_on_a_real_mismatch(fake, capsys):
+    run_module(capsys, dict(ARGS, path=dropin(fake)))
+    fake.restart_with(dropin(fake))
+    fake.env["OLLAMA_NUM_PARALLEL"] = "1"
+    result = run_module(capsys, dict(ARGS, path=dropin(fake), verify=True), check_mode=True)
+    assert result["rc"] == 1 and "OLLAMA_NUM_PARALLEL: expected '4', running process has '1'" in result["msg"]
