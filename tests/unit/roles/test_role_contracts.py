@@ -1,0 +1,74 @@
+"""Every role keeps its public contract in one shape (../shared/STYLE.md):
+
+- each public variable is in defaults/main.yml AND meta/argument_specs.yml (main entry point), with
+  the same names, prefixed with the role name;
+- every option has a type and a description;
+- the role README's variables table is generated from the argument specs (tools/role_docs.py) and current;
+- tasks/main.yml is a table of contents: only includes/imports, each named and tagged.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROLES = sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(ROOT, "roles", "*", "tasks")))
+
+
+def load(path):
+    with open(path) as fh:
+        return yaml.safe_load(fh) or {}
+
+
+def spec_options(role):
+    spec = load(os.path.join(ROOT, "roles", role, "meta", "argument_specs.yml"))
+    return spec["argument_specs"]["main"].get("options", {})
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_defaults_and_argument_specs_agree(role):
+    defaults = load(os.path.join(ROOT, "roles", role, "defaults", "main.yml"))
+    options = spec_options(role)
+    assert sorted(set(defaults) - set(options)) == [], "in defaults/main.yml but not in meta/argument_specs.yml"
+    assert sorted(set(options) - set(defaults)) == [], "in meta/argument_specs.yml but not in defaults/main.yml"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_public_variables_are_prefixed(role):
+    bad = [name for name in spec_options(role) if not name.startswith(role + "_")]
+    assert bad == [], f"variables of role {role} must start with {role}_"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_option_has_type_and_description(role):
+    missing = [name for name, opt in spec_options(role).items() if not opt.get("type") or not opt.get("description")]
+    assert missing == []
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_readme_variables_are_generated_from_specs(role):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import role_docs  # pylint: disable=import-outside-toplevel
+
+    readme = os.path.join(ROOT, "roles", role, "README.md")
+    assert os.path.exists(readme), f"roles/{role}/README.md is missing"
+    text = open(readme).read()
+    section = role_docs.render(os.path.join(ROOT, "roles", role))
+    assert section in text, f"roles/{role}/README.md: variables table out of date: run tools/role_docs.py"
+    for name in spec_options(role):
+        assert f"`{name}`" in section
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_tasks_main_is_a_table_of_contents(role):
+    tasks = load(os.path.join(ROOT, "roles", role, "tasks", "main.yml"))
+    includes = {"ansible.builtin.include_tasks", "ansible.builtin.import_tasks", "ansible.builtin.include_role",
+                "ansible.builtin.import_role", "block"}
+    for task in tasks:
+        assert task.get("name"), f"unnamed task in roles/{role}/tasks/main.yml: {task}"
+        assert includes & set(task), f"roles/{role}/tasks/main.yml: '{task['name']}' is not an include"
+        assert task.get("tags"), f"roles/{role}/tasks/main.yml: '{task['name']}' has no tags"
