@@ -86,16 +86,17 @@ options:
     default: random
   prompt_format:
     description:
-      - V(token_ids) sends the prompt as a list of token ids (exact input lengths; C(/v1/completions) on vLLM only). V(text) sends
-        words from a fixed list (input length as the server's tokenizer counts it, reported from C(usage)). V(auto) uses
-        V(token_ids) for V(completions) and V(text) for V(chat).
+      - V(token_ids) sends the prompt as a list of token ids drawn below O(vocab_size) (exact input lengths; C(/v1/completions) on
+        vLLM only). V(text) sends words from a fixed list (input length as the server's tokenizer counts it, reported from C(usage)).
+        V(auto) uses V(token_ids) for V(completions) when O(vocab_size) is set, V(text) otherwise.
     type: str
     choices: [auto, text, token_ids]
     default: auto
   vocab_size:
-    description: Token ids of V(token_ids) prompts are drawn from 16 to this value (exclusive). Use the model's vocabulary size or less.
+    description:
+      - Token ids of V(token_ids) prompts are drawn from 16 to this value (exclusive). Use the model's vocabulary size or less
+        (ids beyond it are refused by the engine). Required for O(prompt_format=token_ids).
     type: int
-    default: 32000
   num_prompts:
     description: Measured requests per level.
     type: int
@@ -278,7 +279,7 @@ def argument_spec():
         api=dict(type="str", default="completions", choices=["completions", "chat"]),
         workload=dict(type="str", default="random", choices=["random", "prefix_repetition"]),
         prompt_format=dict(type="str", default="auto", choices=["auto", "text", "token_ids"]),
-        vocab_size=dict(type="int", default=32000),
+        vocab_size=dict(type="int"),
         num_prompts=dict(type="int", default=100),
         input_len=dict(type="int", default=128),
         output_len=dict(type="int", default=128),
@@ -319,6 +320,10 @@ def validate(p):
         return "percentiles %s must lie in (0, 100]" % p["percentiles"]
     if p["prompt_format"] == "token_ids" and p["api"] == "chat":
         return "prompt_format=token_ids works only with api=completions; set prompt_format to text or auto"
+    if p["prompt_format"] == "token_ids" and not p["vocab_size"]:
+        return "prompt_format=token_ids needs vocab_size (the model's vocabulary size); set vocab_size or use prompt_format=text"
+    if p["vocab_size"] is not None and p["vocab_size"] <= 16:
+        return "vocab_size is %d; token ids are drawn from 16 up to vocab_size, so set the model's vocabulary size" % p["vocab_size"]
     return None
 
 
@@ -328,7 +333,7 @@ def main():
     msg = validate(p)
     if msg:
         module.fail_json(msg=msg)
-    token_ids = p["prompt_format"] == "token_ids" or (p["prompt_format"] == "auto" and p["api"] == "completions")
+    token_ids = p["prompt_format"] == "token_ids" or (p["prompt_format"] == "auto" and p["api"] == "completions" and bool(p["vocab_size"]))
     levels = levels_from(p["concurrency"], p["request_rate"], p["max_concurrency"])
     plan = {
         "api": p["api"], "workload": p["workload"], "prompt_format": "token_ids" if token_ids else "text", "num_prompts": p["num_prompts"],
@@ -343,7 +348,7 @@ def main():
         if module.check_mode:
             module.exit_json(changed=False, model=model, plan=plan)
         requests = build_workload(p["workload"], p["num_prompts"], p["input_len"], p["output_len"], p["seed"], p["range_ratio"], p["prefix_len"],
-                                  p["suffix_len"], p["num_prefixes"], token_ids, p["vocab_size"])
+                                  p["suffix_len"], p["num_prefixes"], token_ids, p["vocab_size"] or 32000)
         results = []
         report = []
         for lv in levels:

@@ -94,8 +94,8 @@ def start_vllm(python, model_dir, port):
     return proc
 
 
-def run_ours(url, conc, args):
-    reqs = bench.build_workload("random", args.num_prompts, args.input_len, args.output_len, args.seed, token_ids=True, vocab_size=args.vocab_size)
+def run_ours(url, conc, n, args):
+    reqs = bench.build_workload("random", n, args.input_len, args.output_len, args.seed, token_ids=True, vocab_size=args.vocab_size)
     client = bench.AsyncStreamClient(url)
     if args.warmups:
         bench.run_level(client, "completions", "tiny", reqs[:1] * args.warmups, 0, conc, ignore_eos=True)
@@ -103,11 +103,11 @@ def run_ours(url, conc, args):
     return bench.calculate_metrics(records, duration, percentiles=[50, 99])
 
 
-def run_vllm_bench(python, url, model_dir, conc, args):
+def run_vllm_bench(python, url, model_dir, conc, n, args):
     out_dir = tempfile.mkdtemp(prefix="vbench-")
     cmd = [python, "-c", VLLM_BENCH_SHIM, "--backend", "openai", "--base-url", url, "--model", model_dir, "--served-model-name", "tiny",
            "--dataset-name", "random", "--random-input-len", str(args.input_len), "--random-output-len", str(args.output_len),
-           "--num-prompts", str(args.num_prompts), "--max-concurrency", str(conc), "--ignore-eos", "--seed", str(args.seed),
+           "--num-prompts", str(n), "--max-concurrency", str(conc), "--ignore-eos", "--seed", str(args.seed),
            "--num-warmups", str(args.warmups), "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
            "--disable-tqdm", "--save-result", "--save-detailed", "--result-dir", out_dir, "--result-filename", "r.json"]
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
@@ -144,22 +144,30 @@ def fidelity(args):
         proc = start_vllm(python, model_dir, port)
         url = "http://127.0.0.1:%d" % port
     try:
-        print("workload: random, %d prompts, %d in / %d out tokens, ignore_eos, seed %d, %d warm-ups per level"
+        print("workload: random, max(%d, 4 x concurrency) prompts, %d in / %d out tokens, ignore_eos, seed %d, %d warm-ups per run"
               % (args.num_prompts, args.input_len, args.output_len, args.seed, args.warmups))
-        print("%-6s %-16s %14s %14s %8s   %s" % ("conc", "metric", "llm_benchmark", "vllm bench", "ratio", "same records: ours/vllm"))
-        for i, conc in enumerate(args.levels):
-            if i % 2 == 0:
-                ours = run_ours(url, conc, args)
-                theirs = run_vllm_bench(python, url, model_dir, conc, args)
-            else:
-                theirs = run_vllm_bench(python, url, model_dir, conc, args)
-                ours = run_ours(url, conc, args)
-            again = recompute(theirs)
+        print("%-6s %-16s %14s %14s %8s   %s" % ("conc", "metric", "llm_benchmark", "vllm bench", "ratio", "defs: max |ours/vllm-1| on vLLM's records"))
+        for conc in args.levels:
+            n = max(args.num_prompts, 4 * conc)
+            runs_ours, runs_theirs, same = [], [], []
+            for rep in range(args.repeats):
+                # Alternate who goes first, so drift of a shared, busy machine hits both sides alike.
+                if rep % 2 == 0:
+                    ours = run_ours(url, conc, n, args)
+                    theirs = run_vllm_bench(python, url, model_dir, conc, n, args)
+                else:
+                    theirs = run_vllm_bench(python, url, model_dir, conc, n, args)
+                    ours = run_ours(url, conc, n, args)
+                runs_ours.append(ours)
+                runs_theirs.append(theirs)
+                same.append(recompute(theirs))
             for label, key in ROWS:
-                a, b = ours[key], theirs[key]
-                same = again[key] / theirs[key] if theirs[key] else 1.0
-                print("%-6d %-16s %14.3f %14.3f %8.3f   %.6f" % (conc, label, a, b, a / b if b else float("nan"), same))
-            print("%-6d %-16s %14d %14d" % (conc, "failed", ours["failed"], theirs["failed"]))
+                a = bench.median([r[key] for r in runs_ours])
+                b = bench.median([r[key] for r in runs_theirs])
+                worst = max(abs(x[key] / y[key] - 1.0) if y[key] else 0.0 for x, y in zip(same, runs_theirs))
+                print("%-6d %-16s %14.3f %14.3f %8.3f   %.2e" % (conc, label, a, b, a / b if b else float("nan"), worst))
+            print("%-6d %-16s %14d %14d   (%d prompts, median of %d runs each)" % (
+                conc, "failed", sum(r["failed"] for r in runs_ours), sum(r["failed"] for r in runs_theirs), n, args.repeats))
     finally:
         if proc is not None:
             proc.terminate()
@@ -258,6 +266,7 @@ def main():
     ap.add_argument("--vocab-size", type=int, default=768)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmups", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per side and level, alternating who goes first; medians are printed")
     ap.add_argument("--client-capacity", action="store_true")
     ap.add_argument("--capacity-levels", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256])
     ap.add_argument("--tokens", type=int, default=64)

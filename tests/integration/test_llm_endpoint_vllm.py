@@ -176,6 +176,38 @@ def test_benchmark_check_mode_sends_no_load(vllm):
     assert generated(before) == generated(after)
 
 
+def test_playbooks_smoke_and_benchmark(vllm, tmp_path):
+    """playbooks/smoke.yml and playbooks/benchmark.yml with ansible-playbook, the report lands on the controller."""
+    inventory = tmp_path / "hosts.yml"
+    endpoint = {"name": "vllm-tiny", "engine": "openai", "url": vllm["url"], "model": "tiny", "api_key": API_KEY, "ignore_eos": True,
+                "vocab_size": 768}
+    inventory.write_text(json.dumps({"all": {"children": {"llm_hosts": {"hosts": {"lab-vllm": {
+        "ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3", "llm_endpoints": [endpoint]}}}}}}))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
+    playbook = os.path.join(ROOT, ".venv", "bin", "ansible-playbook")
+    smoke = subprocess.run([playbook, "-i", str(inventory), os.path.join(ROOT, "playbooks", "smoke.yml")], cwd=ROOT, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=300, check=False)
+    assert smoke.returncode == 0, smoke.stdout
+    row = [line for line in smoke.stdout.splitlines() if "vllm-tiny" in line and "0.32.0" in line]
+    assert len(row) == 1 and row[0].rstrip().endswith("OK"), smoke.stdout
+    reports = tmp_path / "reports"
+    extra = {"llm_benchmark_report_dir": str(reports), "llm_benchmark_concurrency": [1, 4], "llm_benchmark_num_prompts": 8,
+             "llm_benchmark_input_len": 16, "llm_benchmark_output_len": 16, "llm_benchmark_ignore_eos": True}
+    bench = subprocess.run([playbook, "-i", str(inventory), os.path.join(ROOT, "playbooks", "benchmark.yml"), "-e", json.dumps(extra)],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
+    assert bench.returncode == 0, bench.stdout
+    files = list(reports.glob("lab-vllm-vllm-tiny-*.json"))
+    assert len(files) == 1
+    text = files[0].read_text()
+    assert API_KEY not in text and API_KEY not in smoke.stdout + bench.stdout
+    doc = json.loads(text)
+    assert (doc["host"], doc["endpoint"], doc["model"]) == ("lab-vllm", "vllm-tiny", "tiny")
+    assert [lv["max_concurrency"] for lv in doc["levels"]] == [1, 4]
+    for lv in doc["levels"]:
+        assert lv["completed"] == 8 and lv["failed"] == 0 and lv["total_input_tokens"] == 8 * 16
+        assert "p99_ttft_ms" in lv and "median_itl_ms" in lv and len(lv["ttfts"]) == 8
+
+
 def test_server_killed_mid_stream(vllm):
     """Last: it kills the module's vLLM in the middle of a long stream."""
     def killer():

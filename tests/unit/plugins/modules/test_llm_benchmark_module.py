@@ -72,6 +72,8 @@ def test_check_mode_plans_and_sends_no_load(monkeypatch, capsys):
     ({"goodput": {"latency": 5}}, "goodput has unknown keys ['latency']"),
     ({"percentiles": [120.0]}, "must lie in (0, 100]"),
     ({"api": "chat", "prompt_format": "token_ids"}, "token_ids works only with api=completions"),
+    ({"prompt_format": "token_ids"}, "prompt_format=token_ids needs vocab_size"),
+    ({"vocab_size": 8}, "vocab_size is 8"),
 ])
 def test_option_errors(capsys, args, words):
     args = dict(args, url="http://127.0.0.1:9")
