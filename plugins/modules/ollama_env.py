@@ -24,7 +24,7 @@ description:
   - The module does not reload systemd nor restart the service. When RV(restart_required) is true, run
     C(ansible.builtin.systemd_service) with C(daemon_reload=true) and C(state=restarted) (a handler).
 author:
-  - onprem.llm_serving contributors (!UNKNOWN)
+  - onprem.llm_serving maintainers (@onprem)
 attributes:
   check_mode:
     support: full
