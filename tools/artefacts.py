@@ -348,6 +348,17 @@ def check_ollama_archive(path: Path, required: tuple[str, ...]) -> list[str]:
     return problems
 
 
+def safe_extractall(tar: tarfile.TarFile, dest: Path) -> None:
+    """extractall with the "tar" filter where Python has it (3.11.4+; Debian 12's python3 is 3.11.2)."""
+    if hasattr(tarfile, "tar_filter"):
+        tar.extractall(dest, filter="tar")
+    else:
+        for member in tar.getmembers():
+            if member.name.startswith("/") or ".." in member.name.split("/"):
+                raise ArtefactError("unsafe member path %r in the archive" % member.name)
+        tar.extractall(dest)  # noqa: S202 - member paths checked above
+
+
 def render_modelfile(gguf_ref: str) -> str:
     return (HELPERS / "Modelfile.in").read_text(encoding="utf-8").replace("@GGUF@", gguf_ref)
 
@@ -632,7 +643,7 @@ class Builder:
         for path in (prefix, home, models):
             path.mkdir()
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(prefix, filter="tar")
+            safe_extractall(tar, prefix)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]

@@ -238,7 +238,7 @@ def test_extracted_symlink_reaches_the_binary(tmp_path):
     art.write_reproducible_tgz(art.ollama_archive_entries(files), stage, tgz)
     prefix = tmp_path / "usr-local"
     with tarfile.open(tgz) as tar:
-        tar.extractall(prefix, filter="tar")
+        art.safe_extractall(tar, prefix)
     assert (prefix / "bin" / "ollama").resolve() == (prefix / "lib" / "ollama" / "ollama-lib").resolve()
     assert (prefix / "bin" / "ollama").read_bytes() == b"ollama-lib"
 
