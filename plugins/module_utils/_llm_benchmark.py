@@ -47,6 +47,7 @@ import time
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_http import (
     LlmConfigError,
+    LlmHttpError,
     SseParser,
     parse_prometheus,
 )
@@ -116,12 +117,12 @@ def _lengths(rng, base, range_ratio):
     return max(1, rng.randint(max(lo, 1), max(hi, 1)))
 
 
-def _tokens(rng, n, vocab_size, token_ids):
+def _tokens(rng, n, vocab_size, token_ids, words_per_token=1.0):
     if token_ids:
         # Skip the lowest ids, where tokenizers keep their special tokens.
         low = min(16, max(vocab_size - 1, 0))
         return [rng.randrange(low, vocab_size) for _i in range(n)]
-    return [rng.choice(WORDS) for _i in range(n)]
+    return [rng.choice(WORDS) for _i in range(max(1, int(round(n * words_per_token))))]
 
 
 def _join(tokens, token_ids):
@@ -129,15 +130,20 @@ def _join(tokens, token_ids):
 
 
 def build_workload(kind="random", num_prompts=100, input_len=128, output_len=128, seed=0, range_ratio=0.0, prefix_len=256, suffix_len=256,
-                   num_prefixes=10, token_ids=False, vocab_size=32000):
-    """A list of {"prompt", "prompt_len", "output_len"}; same arguments, same list."""
+                   num_prefixes=10, token_ids=False, vocab_size=32000, words_per_token=1.0):
+    """A list of {"prompt", "prompt_len", "output_len"}; same arguments, same list.
+
+    Text prompts hold ``round(tokens * words_per_token)`` words, so that they come close to the wanted
+    token counts once ``calibrate_words_per_token`` has measured the server's tokenizer.
+    """
     rng = random.Random(seed)
     reqs = []
     if kind == "random":
         for _i in range(num_prompts):
             n_in = _lengths(rng, input_len, range_ratio)
             n_out = _lengths(rng, output_len, range_ratio)
-            reqs.append({"prompt": _join(_tokens(rng, n_in, vocab_size, token_ids), token_ids), "prompt_len": n_in, "output_len": n_out})
+            reqs.append({"prompt": _join(_tokens(rng, n_in, vocab_size, token_ids, words_per_token), token_ids), "prompt_len": n_in,
+                         "output_len": n_out})
         return reqs
     if kind == "prefix_repetition":
         per_prefix = num_prompts // num_prefixes if num_prefixes else 0
@@ -145,13 +151,29 @@ def build_workload(kind="random", num_prompts=100, input_len=128, output_len=128
             raise LlmConfigError("num_prompts (%d) must be at least num_prefixes (%d) for the prefix_repetition workload; raise num_prompts or "
                                  "lower num_prefixes" % (num_prompts, num_prefixes))
         for _p in range(num_prefixes):
-            prefix = _tokens(rng, prefix_len, vocab_size, token_ids)
+            prefix = _tokens(rng, prefix_len, vocab_size, token_ids, words_per_token)
             for _i in range(per_prefix):
-                suffix = _tokens(rng, suffix_len, vocab_size, token_ids)
+                suffix = _tokens(rng, suffix_len, vocab_size, token_ids, words_per_token)
                 reqs.append({"prompt": _join(prefix + suffix, token_ids), "prompt_len": prefix_len + suffix_len, "output_len": output_len})
         rng.shuffle(reqs)
         return reqs
     raise LlmConfigError("workload %r is unknown; choose one of %s" % (kind, ", ".join(WORKLOADS)))
+
+
+def calibrate_words_per_token(http_client, model, words=200, seed=12345):
+    """Words of the fixed list per token of the server's tokenizer, from usage.prompt_tokens of one
+    1-token completion of a ``words``-word prompt. Returns (ratio, prompt_tokens); (1.0, None) when the
+    server gives no usage (then one word is taken as one token)."""
+    rng = random.Random(seed)
+    prompt = " ".join(rng.choice(WORDS) for _i in range(words))
+    try:
+        data, _resp = http_client.call_json("POST", "/v1/completions", {"model": model, "prompt": prompt, "max_tokens": 1, "stream": False})
+    except LlmHttpError:  # no completions API (chat-only server): fall back to one word per token
+        return 1.0, None
+    tokens = (data.get("usage") or {}).get("prompt_tokens")
+    if not tokens:
+        return 1.0, None
+    return float(words) / tokens, tokens
 
 
 def arrival_offsets(n, request_rate, burstiness=1.0, seed=0):

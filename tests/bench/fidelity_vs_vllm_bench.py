@@ -44,6 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, ".cache", "collections"))
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _llm_benchmark as bench  # noqa: E402
+from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_http import HttpClient  # noqa: E402
 
 VLLM_BENCH_SHIM = r"""
 import argparse, importlib.metadata as md, sys
@@ -95,12 +96,18 @@ def start_vllm(python, model_dir, port):
 
 
 def run_ours(url, conc, n, args):
-    reqs = bench.build_workload("random", n, args.input_len, args.output_len, args.seed, token_ids=True, vocab_size=args.vocab_size)
+    ratio = 1.0
+    if args.our_prompts == "text":
+        ratio, _tokens = bench.calibrate_words_per_token(HttpClient(url), "tiny")
+    reqs = bench.build_workload("random", n, args.input_len, args.output_len, args.seed, token_ids=args.our_prompts == "token_ids",
+                                vocab_size=args.vocab_size, words_per_token=ratio)
     client = bench.AsyncStreamClient(url)
     if args.warmups:
         bench.run_level(client, "completions", "tiny", reqs[:1] * args.warmups, 0, conc, ignore_eos=True)
     records, duration = bench.run_level(client, "completions", "tiny", reqs, 0, conc, ignore_eos=True)
-    return bench.calculate_metrics(records, duration, percentiles=[50, 99])
+    out = bench.calculate_metrics(records, duration, percentiles=[50, 99])
+    out["gaps_per_request"] = bench.mean([len(r["itl"]) for r in records if r["success"]])
+    return out
 
 
 def run_vllm_bench(python, url, model_dir, conc, n, args):
@@ -125,7 +132,9 @@ def recompute(doc):
         ok = not doc["errors"][i]
         records.append({"success": ok, "ttft": doc["ttfts"][i], "itl": doc["itls"][i], "latency": doc["latencies"][i],
                         "output_tokens": doc["output_lens"][i], "prompt_len": doc["input_lens"][i], "start_time": doc["start_times"][i], "error": ""})
-    return bench.calculate_metrics(records, doc["duration"], percentiles=[50, 99])
+    out = bench.calculate_metrics(records, doc["duration"], percentiles=[50, 99])
+    out["gaps_per_request"] = bench.mean([len(r["itl"]) for r in records if r["success"]])
+    return out
 
 
 ROWS = (("TTFT p50 (ms)", "median_ttft_ms"), ("ITL p50 (ms)", "median_itl_ms"), ("TPOT mean (ms)", "mean_tpot_ms"),
@@ -166,6 +175,11 @@ def fidelity(args):
                 b = bench.median([r[key] for r in runs_theirs])
                 worst = max(abs(x[key] / y[key] - 1.0) if y[key] else 0.0 for x, y in zip(same, runs_theirs))
                 print("%-6d %-16s %14.3f %14.3f %8.3f   %.2e" % (conc, label, a, b, a / b if b else float("nan"), worst))
+            print("%-6d %-16s %14.1f %14.1f" % (conc, "ITL gaps/request", bench.median([r["gaps_per_request"] for r in runs_ours]),
+                                                bench.median([r["gaps_per_request"] for r in same])))
+            print("%-6d %-16s %14.1f %14.1f" % (conc, "input tok/request", bench.median([r["total_input_tokens"] / max(r["completed"], 1)
+                                                                                       for r in runs_ours]),
+                                                bench.median([r["total_input_tokens"] / max(r["completed"], 1) for r in runs_theirs])))
             print("%-6d %-16s %14d %14d   (%d prompts, median of %d runs each)" % (
                 conc, "failed", sum(r["failed"] for r in runs_ours), sum(r["failed"] for r in runs_theirs), n, args.repeats))
     finally:
@@ -267,6 +281,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--warmups", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3, help="runs per side and level, alternating who goes first; medians are printed")
+    ap.add_argument("--our-prompts", choices=["token_ids", "text"], default="text",
+                    help="llm_benchmark's prompt format (vllm bench serve sends decoded random token ids as text)")
     ap.add_argument("--client-capacity", action="store_true")
     ap.add_argument("--capacity-levels", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256])
     ap.add_argument("--tokens", type=int, default=64)

@@ -75,6 +75,27 @@ def test_random_workload_is_fixed_by_its_seed():
     assert all(len(r["prompt"]) == 16 and all(16 <= t < 768 for t in r["prompt"]) for r in ids)
 
 
+class UsageClient(object):
+    def __init__(self, usage):
+        self.usage = usage
+        self.bodies = []
+
+    def call_json(self, method, path, body=None, timeout=None):
+        self.bodies.append((method, path, body))
+        return {"choices": [{"text": "x"}], "usage": self.usage}, None
+
+
+def test_text_prompts_calibrated_to_the_servers_tokenizer():
+    client = UsageClient({"prompt_tokens": 400, "completion_tokens": 1})
+    ratio, tokens = b.calibrate_words_per_token(client, "tiny")
+    assert (ratio, tokens) == (0.5, 400)
+    assert client.bodies[0][1] == "/v1/completions" and client.bodies[0][2]["max_tokens"] == 1
+    assert len(client.bodies[0][2]["prompt"].split()) == 200
+    reqs = b.build_workload("random", 2, 64, 8, seed=0, words_per_token=ratio)
+    assert [len(r["prompt"].split()) for r in reqs] == [32, 32] and reqs[0]["prompt_len"] == 64
+    assert b.calibrate_words_per_token(UsageClient(None), "tiny") == (1.0, None)
+
+
 def test_random_workload_range_ratio_bounds():
     reqs = b.build_workload("random", 50, 100, 10, seed=1, range_ratio=0.5)
     assert {50 <= r["prompt_len"] <= 150 for r in reqs} == {True}

@@ -43,6 +43,7 @@ def test_sweep_returns_vllm_keys_per_level(monkeypatch, capsys):
     monkeypatch.setattr(llm_benchmark, "run_level", fake_run_level(calls))
     with TgiReplay(model="tiny") as srv:
         result, _out = run(capsys, {"url": srv.url, "num_prompts": 5, "input_len": 8, "output_len": 4, "concurrency": [1, 8], "request_rate": [2.0],
+                                    "vocab_size": 100,
                                     "warmup_requests": 2, "ignore_eos": True, "return_records": True})
     assert result["rc"] == 0 and result["changed"] is False and result["model"] == "tiny"
     # warm-up (2 requests) then the measured level, for each of the 3 levels
@@ -53,6 +54,15 @@ def test_sweep_returns_vllm_keys_per_level(monkeypatch, capsys):
     assert level["mean_ttft_ms"] == pytest.approx(10.0) and level["p99_itl_ms"] == pytest.approx(2.0) and level["output_throughput"] == 16.0
     assert level["errors"] == ["HTTP 500: boom"]
     assert result["report"][2]["request_rate"] == 2.0 and result["report"][0]["output_lens"] == [0, 4, 4, 4, 4]
+
+
+def test_text_prompts_fall_back_to_one_word_per_token_without_completions(monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(llm_benchmark, "run_level", fake_run_level(calls))
+    with TgiReplay(model="tiny") as srv:  # the replay serves /v1/models but not /v1/completions
+        result, _out = run(capsys, {"url": srv.url, "num_prompts": 2, "input_len": 8, "output_len": 4, "concurrency": [1], "warmup_requests": 0})
+    assert result["rc"] == 0
+    assert (result["plan"]["prompt_format"], result["plan"]["words_per_token"], result["plan"]["calibration_prompt_tokens"]) == ("text", 1.0, None)
 
 
 def test_check_mode_plans_and_sends_no_load(monkeypatch, capsys):
