@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -392,7 +391,7 @@ class Builder:
 
     def run(self, cmd: list[str], step: str, **kwargs) -> subprocess.CompletedProcess:
         self.log(step, "$ " + " ".join(str(c) for c in cmd))
-        proc = subprocess.run([str(c) for c in cmd], text=True, capture_output=True, **kwargs)
+        proc = subprocess.run([str(c) for c in cmd], text=True, capture_output=True, check=False, **kwargs)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
             raise ArtefactError("%s failed (exit %d):\n%s" % (" ".join(str(c) for c in cmd), proc.returncode, tail))
@@ -748,7 +747,7 @@ def http_json(url: str, body: dict | None = None, timeout: float = 5) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0], epilog=__doc__.split("\n\n", maxsplit=1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["demo-model", "vllm-wheelhouse", "vllm-venv", "ollama-archive", "smoke-vllm", "all"])
     parser.add_argument("--cache", type=Path, default=REPO / ".cache", help="cache root (default: %(default)s)")

