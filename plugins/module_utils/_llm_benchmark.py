@@ -48,7 +48,6 @@ import time
 from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_http import (
     LlmConfigError,
     LlmHttpError,
-    SseParser,
     parse_prometheus,
 )
 
@@ -322,6 +321,27 @@ def prefix_cache_delta(before, after):
 # ---------------------------------------------------------------------------------------------
 # Async HTTP/1.1 streaming client
 # ---------------------------------------------------------------------------------------------
+def sse_payloads(blocks):
+    """The data of each SSE event block (bytes, events already split on blank lines); comments skipped.
+
+    Fast path for the usual one-line ``data: ...`` event; multi-line events join their data lines with \\n.
+    """
+    out = []
+    for block in blocks:
+        if block.startswith(b"data:") and b"\n" not in block:
+            value = block[5:]
+            out.append(value[1:] if value.startswith(b" ") else value)
+            continue
+        lines = []
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                value = line[5:]
+                lines.append(value[1:] if value.startswith(b" ") else value)
+        if lines:
+            out.append(b"\n".join(lines))
+    return out
+
+
 class AsyncStreamClient(object):
     """Minimal HTTP/1.1 client on asyncio streams with a keep-alive connection pool."""
 
@@ -388,19 +408,34 @@ class AsyncStreamClient(object):
     async def _body_chunks(self, reader, headers):
         """Yield body pieces as they arrive (chunked, content-length or until close)."""
         if headers.get("transfer-encoding", "").lower() == "chunked":
+            # One network read -> the payload of every complete chunk in it (like aiohttp's iter_any):
+            # one await per read, however many SSE events the read carries.
+            buf = b""
             while True:
-                size_line = await reader.readline()
-                if not size_line:
+                out = []
+                while True:
+                    eol = buf.find(b"\r\n")
+                    if eol < 0:
+                        break
+                    size = int(buf[:eol].split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        rest = buf[eol + 2:]
+                        if rest.startswith(b"\r\n") or b"\r\n\r\n" in rest:  # end, after optional trailers
+                            if out:
+                                yield b"".join(out)
+                            return
+                        break
+                    end = eol + 2 + size
+                    if len(buf) < end + 2:
+                        break
+                    out.append(buf[eol + 2:end])
+                    buf = buf[end + 2:]
+                if out:
+                    yield b"".join(out)
+                data = await reader.read(65536)
+                if not data:
                     raise ConnectionResetError("connection closed inside a chunked body")
-                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while True:  # trailers
-                        line = await reader.readline()
-                        if line in (b"\r\n", b"\n", b""):
-                            break
-                    return
-                data = await reader.readexactly(size + 2)
-                yield data[:-2]
+                buf += data
         elif "content-length" in headers:
             left = int(headers["content-length"])
             while left > 0:
@@ -437,17 +472,22 @@ class AsyncStreamClient(object):
                 record["error"] = "HTTP %d: %s" % (status, raw[:300].decode("utf-8", "replace"))
                 reusable = headers.get("connection", "").lower() != "close"
                 return record
-            parser = SseParser()
             first = False
             chars = 0
             done = False
+            buf = b""
             async for piece in self._body_chunks(reader, headers):
                 t = self.clock()
-                for ev in parser.feed(piece, t):
-                    if ev.data == "[DONE]":
+                buf += piece
+                if b"\r" in buf:
+                    buf = buf.replace(b"\r\n", b"\n")
+                blocks = buf.split(b"\n\n")
+                buf = blocks.pop()
+                for payload in sse_payloads(blocks):
+                    if payload == b"[DONE]":
                         done = True
                         continue
-                    data = json.loads(ev.data)
+                    data = json.loads(payload.decode("utf-8"))
                     choices = data.get("choices")
                     if choices:
                         ch = choices[0]

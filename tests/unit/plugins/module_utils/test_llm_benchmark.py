@@ -143,6 +143,14 @@ def test_levels_and_prefix_cache_delta():
     assert b.prefix_cache_delta({}, after) == {}
 
 
+@pytest.mark.parametrize("blocks, payloads", [
+    ([b'data: {"a":1}', b"data:[DONE]"], [b'{"a":1}', b"[DONE]"]),
+    ([b": keep-alive", b"event: x\ndata: one\ndata: two", b"id: 3"], [b"one\ntwo"]),
+])
+def test_sse_payloads(blocks, payloads):
+    assert b.sse_payloads(blocks) == payloads
+
+
 # -- the async client against an in-process fake OpenAI server -----------------------------------------
 class FakeOpenAI(object):
     """asyncio server in a thread: streams `tokens` completion chunks, a usage chunk and [DONE] (chunked)."""
