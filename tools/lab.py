@@ -259,17 +259,21 @@ def up(n: int, airgap: bool, prefix: str = HOST_PREFIX) -> None:
     ensure_image()
     network = ensure_network(airgap)
     existing = dict(running_hosts())
+    opts = container_options()
+    opts_key = hashlib.sha256(json.dumps([opts, IMAGE, image_tarball()]).encode()).hexdigest()[:12]
     for name in host_names(n, prefix):
         state = existing.get(name)
         if state == "running":
             net = docker("inspect", name, "--format", "{{json .NetworkSettings.Networks}}").stdout
-            if (AIRGAP_NET in net) == airgap:
+            key = docker("inspect", name, "--format", '{{index .Config.Labels "onprem.lab.options"}}').stdout.strip()
+            if (AIRGAP_NET in net) == airgap and key == opts_key:
                 continue
+            log(f"{name}: recreating (network or container options changed)")
             docker("rm", "-f", name)
         elif state:
             docker("rm", "-f", name)
         docker("run", "-d", "--name", name, "--hostname", name, "--label", LABEL,
-               "--network", network, *container_options(), IMAGE)
+               "--label", f"onprem.lab.options={opts_key}", "--network", network, *opts, IMAGE)
     states = {name: wait_systemd(name) for name in host_names(n, prefix)}
     for name, state in states.items():
         addr = docker("inspect", name, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}").stdout.strip()
