@@ -177,9 +177,9 @@ def fidelity(args):
                 print("%-6d %-16s %14.3f %14.3f %8.3f   %.2e" % (conc, label, a, b, a / b if b else float("nan"), worst))
             print("%-6d %-16s %14.1f %14.1f" % (conc, "ITL gaps/request", bench.median([r["gaps_per_request"] for r in runs_ours]),
                                                 bench.median([r["gaps_per_request"] for r in same])))
-            print("%-6d %-16s %14.1f %14.1f" % (conc, "input tok/request", bench.median([r["total_input_tokens"] / max(r["completed"], 1)
-                                                                                       for r in runs_ours]),
-                                                bench.median([r["total_input_tokens"] / max(r["completed"], 1) for r in runs_theirs])))
+            per_req_ours = bench.median([r["total_input_tokens"] / max(r["completed"], 1) for r in runs_ours])
+            per_req_theirs = bench.median([r["total_input_tokens"] / max(r["completed"], 1) for r in runs_theirs])
+            print("%-6d %-16s %14.1f %14.1f" % (conc, "input tok/request", per_req_ours, per_req_theirs))
             print("%-6d %-16s %14d %14d   (%d prompts, median of %d runs each)" % (
                 conc, "failed", sum(r["failed"] for r in runs_ours), sum(r["failed"] for r in runs_theirs), n, args.repeats))
     finally:
