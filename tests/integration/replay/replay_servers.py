@@ -221,13 +221,25 @@ class TgiReplay(_Replay):
 
 
 class OllamaReplay(_Replay):
-    """Replays the Ollama server's native API after docs/api.md. See the module docstring."""
+    """Replays the Ollama server's native API after docs/api.md. See the module docstring.
+
+    Checked against the real server (Ollama 0.5.4, IPEX-LLM build) by test_llm_ollama_replay.py when the lab's
+    archive is present: same content types (Gin's "application/json; charset=utf-8", "application/x-ndjson") and
+    the same key order on every line. 0.5.4 words an unknown model {"error":"model 'x' not found"}; the replay keeps
+    the docs' newer wording; the module classifies both.
+    """
 
     version = "0.5.4"
     created_at = "2026-11-24T00:00:00.000000000Z"
+    json_ctype = "application/json; charset=utf-8"
 
     def names(self):
         return [self.model + ":latest"]
+
+    @staticmethod
+    def details():
+        return {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"], "parameter_size": "492K",
+                "quantization_level": "unknown"}
 
     def get(self, h):
         self.requests.append(("GET", h.path))
@@ -235,19 +247,18 @@ class OllamaReplay(_Replay):
             self.probes += 1
             if self.probes <= self.unhealthy_first:
                 return h._die()  # the server is not listening yet: the connection drops
-            return h._send(200, compact({"version": self.version}))
+            return h._send(200, compact({"version": self.version}), ctype=self.json_ctype)
         if h.path == "/api/tags":
-            return h._send(200, compact({"models": [{"name": n, "model": n, "modified_at": "2026-11-24T00:00:00Z", "size": 2180000,
-                                                     "digest": "0" * 64, "details": {"parent_model": "", "format": "gguf", "family": "llama",
-                                                                                     "families": ["llama"], "parameter_size": "1.09M",
-                                                                                     "quantization_level": "F32"}}
-                                                    for n in self.names()]}))
+            models = [{"name": n, "model": n, "modified_at": "2026-11-24T00:00:00Z", "size": 2180000, "digest": "0" * 64,
+                       "details": self.details()} for n in self.names()]
+            return h._send(200, compact({"models": models}), ctype=self.json_ctype)
         if h.path == "/api/ps":
-            return h._send(200, compact({"models": [{"name": n, "model": n, "size": 4400000, "digest": "0" * 64, "details": {"format": "gguf"},
-                                                     "expires_at": "2026-11-24T00:05:00Z", "size_vram": 0} for n in self.names()]}))
+            models = [{"name": n, "model": n, "size": 4400000, "digest": "0" * 64, "details": self.details(), "expires_at": "2026-11-24T00:05:00Z",
+                       "size_vram": 0} for n in self.names()]
+            return h._send(200, compact({"models": models}), ctype=self.json_ctype)
         if h.path == "/v1/models":  # docs/openai.md: the OpenAI-compatible listing
-            return h._send(200, compact({"object": "list", "data": [{"id": n, "object": "model", "created": 1795478400, "owned_by": "library"}
-                                                                    for n in self.names()]}))
+            data = [{"id": n, "object": "model", "created": 1795478400, "owned_by": "library"} for n in self.names()]
+            return h._send(200, compact({"object": "list", "data": data}), ctype=self.json_ctype)
         if h.path == "/":
             return h._send(200, "Ollama is running", ctype="text/plain; charset=utf-8")
         return h._send(404, "404 page not found", ctype="text/plain")
@@ -273,16 +284,16 @@ class OllamaReplay(_Replay):
         if h.path not in ("/api/generate", "/api/chat"):
             return h._send(404, "404 page not found", ctype="text/plain")
         if body is None:
-            return h._send(400, compact({"error": "invalid character looking for beginning of value"}))
+            return h._send(400, compact({"error": "invalid character looking for beginning of value"}), ctype=self.json_ctype)
         name = body.get("model", "")
         full = name if ":" in name else name + ":latest"
         if full not in self.names():
-            return h._send(404, compact({"error": "model \"%s\" not found, try pulling it first" % name}))
+            return h._send(404, compact({"error": "model \"%s\" not found, try pulling it first" % name}), ctype=self.json_ctype)
         chat = h.path == "/api/chat"
         n = int((body.get("options") or {}).get("num_predict") or 16)
         words = self._tokens(n)
         if body.get("stream", True) is False:
-            return h._send(200, compact(self._final(name, n, chat, "".join(words))))
+            return h._send(200, compact(self._final(name, n, chat, "".join(words))), ctype=self.json_ctype)
         h._start_chunked("application/x-ndjson")
         for i, w in enumerate(words):
             if self.die_after is not None and i >= self.die_after:
