@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -7,7 +6,7 @@
 No registry is reachable, so the host image is debootstrapped from Debian's archive and cached as
 a tarball. Everything lives under one git-ignored directory (.lab/ by default, LAB_DIR to move it).
 
-    tools/lab.py up [--hosts N] [--airgap] [--prefix P]
+    python3 tools/lab.py up [--hosts N] [--airgap] [--prefix P]
                                              start dockerd, build/import the image, start N hosts
     tools/lab.py down                        remove the hosts, stop dockerd (the image cache stays)
     tools/lab.py status                      what runs
