@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 
@@ -122,9 +123,9 @@ def stage_sanity(tally):
     if not os.path.exists(get_pip):
         os.makedirs(os.path.dirname(get_pip), exist_ok=True)
         shutil.copy(os.path.join(ROOT, "tests", "sanity", "get_pip_offline.py"), get_pip)
-    base = os.path.join(ROOT, ".cache", "sanity")
+    # outside the checkout: inside it, ansible-test would ask git, which ignores .cache/, and skip everything
+    base = tempfile.mkdtemp(prefix="onprem-sanity-")
     dest = os.path.join(base, "ansible_collections", "onprem", "llm_serving")
-    shutil.rmtree(base, ignore_errors=True)
     os.makedirs(dest)
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.splitlines()
@@ -142,6 +143,9 @@ def stage_sanity(tally):
     failed_m = re.search(r"The (\d+) sanity test\(s\) listed below \(out of (\d+)\) failed", text)
     failed = int(failed_m.group(1)) if failed_m else (0 if rc == 0 else 1)
     skipped = len(re.findall(r"^WARNING: (Skipping sanity test|Required program)", text, re.M))
+    if "All targets skipped" in text or not ran:
+        failed = max(failed, 1)
+    shutil.rmtree(base, ignore_errors=True)
     tally.add("sanity", max(len(ran) - failed, 0), failed, skipped, time.monotonic() - start, "(ansible-test sanity, empty ignore files)")
 
 
@@ -159,6 +163,7 @@ def stage_molecule(tally, only=None):
         cmd = [os.path.join(VENV_BIN, "molecule"), "-c", os.path.join(ROOT, "tests", "molecule", "base.yml"), "test", "-s", scen]
         e = env()
         e["MOLECULE_ROLE_NAME"] = role
+        e.setdefault("MOLECULE_NAME_SUFFIX", "lab")
         print(f"$ (cd roles/{role} && {' '.join(cmd)})", flush=True)
         with open(log, "w") as fh:
             rc = subprocess.run(cmd, cwd=role_dir, env=e, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode

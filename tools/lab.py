@@ -259,7 +259,7 @@ def up(n: int, airgap: bool, prefix: str = HOST_PREFIX) -> None:
     network = ensure_network(airgap)
     existing = dict(running_hosts())
     opts = container_options()
-    opts_key = hashlib.sha256(json.dumps([opts, IMAGE, image_tarball()]).encode()).hexdigest()[:12]
+    opts_key = hashlib.sha256(json.dumps([opts, IMAGE, os.path.basename(image_tarball())]).encode()).hexdigest()[:12]
     for name in host_names(n, prefix):
         state = existing.get(name)
         if state == "running":
