@@ -118,8 +118,21 @@ def _one_shot_server(payload):
 
     def serve():
         conn, _addr = srv.accept()
-        conn.recv(65536)
+        # Read the whole request first: closing a socket with unread bytes sends a RST, which the
+        # client would see as "connection reset" instead of the cut we mean to test.
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _sep, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(body) < length:
+            body += conn.recv(65536)
         conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
         conn.close()
         srv.close()
 
