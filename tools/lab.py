@@ -152,7 +152,7 @@ def stop_dockerd() -> None:
     if not pid:
         return
     os.kill(pid, 15)
-    for _ in range(120):
+    for _attempt in range(120):
         try:
             os.kill(pid, 0)
         except OSError:

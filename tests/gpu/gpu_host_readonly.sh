@@ -41,7 +41,7 @@ echo "nvidia module (/sys/module/nvidia/version): ${loaded:-none}"
 [ -r /proc/driver/nvidia/version ] && sed -n 1p /proc/driver/nvidia/version
 
 echo "== NVML library (the version container_runtime records for the CDI spec)"
-nvml=$(ls /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.*.* /usr/lib/aarch64-linux-gnu/libnvidia-ml.so.*.* /usr/lib64/libnvidia-ml.so.*.* 2>/dev/null | sed 's/.*libnvidia-ml\.so\.//' | sort | tail -1)
+nvml=$(find /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 -maxdepth 1 -name 'libnvidia-ml.so.*.*' 2>/dev/null | sed 's/.*libnvidia-ml\.so\.//' | sort | tail -1)
 echo "libnvidia-ml.so version: ${nvml:-not found}"
 
 echo "== nvidia-smi"

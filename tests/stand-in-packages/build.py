@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -170,8 +169,8 @@ def release(repo_dir, label):
     lines = ["Origin: onprem.llm_serving tests", "Label: %s" % label, "Suite: stand-in", "Codename: stand-in",
              "Date: %s" % time.strftime("%a, %d %b %Y %H:%M:%S UTC", time.gmtime()),
              "Description: %s" % LABEL, "MD5Sum:"]
-    lines += [" %s %d %s" % (md5, size, name) for name, size, md5, _ in entries]
-    lines += ["SHA256:"] + [" %s %d %s" % (sha, size, name) for name, size, _, sha in entries]
+    lines += [" %s %d %s" % (md5, size, name) for name, size, md5, _sha in entries]
+    lines += ["SHA256:"] + [" %s %d %s" % (sha, size, name) for name, size, _md5, sha in entries]
     with open(os.path.join(repo_dir, "Release"), "w") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -185,7 +184,7 @@ def inputs_digest():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args()
     out = os.path.abspath(args.out)
@@ -227,7 +226,7 @@ def main():
     # the private key lived only in the temporary GNUPGHOME, which is gone now
     with open(stamp, "w") as f:
         f.write(digest + "\n")
-    count = sum(1 for _ in packages())
+    count = len(list(packages()))
     print("stand-in repo built: %s (%d packages, driver %s, toolkit %s)" % (out, count, ", ".join(DRIVER_VERSIONS), TOOLKIT_VERSION))
     return 0
 

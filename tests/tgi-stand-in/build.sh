@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Build the tgi-stand-in image against the lab's dockerd and save it as the tarball the tgi role loads.
 #   DOCKER_HOST=unix://$PWD/.lab/docker/docker.sock tests/tgi-stand-in/build.sh [OUT_DIR]
 # Prints the image reference, the tarball and the image id (tgi_image, tgi_image_archive, tgi_image_id).

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -49,7 +48,7 @@ def env_default(name, default):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="tgi-stand-in", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="tgi-stand-in", description=__doc__.split("\n\n", maxsplit=1)[0])
     p.add_argument("--model-id", default=env_default("MODEL_ID", "bigscience/bloom-560m"))
     p.add_argument("--revision", default=env_default("REVISION", None))
     p.add_argument("--num-shard", type=int, default=int(env_default("NUM_SHARD", "1")))
