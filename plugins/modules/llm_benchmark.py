@@ -41,35 +41,13 @@ description:
     it saturates one core near 40,000 token events/s.
 author:
   - onprem.llm_serving maintainers (@onprem)
+extends_documentation_fragment:
+  - onprem.llm_serving.llm_http
 options:
-  url:
-    description: Base URL of the engine, without C(/v1), for example V(http://gpu01:8000).
-    type: str
-    required: true
-  api_key:
-    description: Bearer token sent as C(Authorization). Never logged or returned.
-    type: str
-  headers:
-    description: Extra HTTP headers sent with every request.
-    type: dict
-    default: {}
   timeout:
     description: Seconds to wait for the readiness and metrics calls, and the limit of each benchmark request.
     type: float
     default: 600.0
-  validate_certs:
-    description: Verify the server's TLS certificate for V(https) URLs.
-    type: bool
-    default: true
-  ca_path:
-    description: PEM file of the CA(s) that signed the server's certificate.
-    type: path
-  client_cert:
-    description: PEM client certificate for mutual TLS.
-    type: path
-  client_key:
-    description: PEM private key of O(client_cert), if it is not inside that file.
-    type: path
   model:
     description: Served model name (an C(id) of C(/v1/models)). When omitted, the first served model.
     type: str

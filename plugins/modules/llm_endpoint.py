@@ -28,38 +28,13 @@ description:
   - Uses only the Python standard library on the host it runs on.
 author:
   - onprem.llm_serving maintainers (@onprem)
+extends_documentation_fragment:
+  - onprem.llm_serving.llm_http
 options:
-  url:
-    description:
-      - Base URL of the engine, without C(/v1), for example V(http://gpu01:8000) (vLLM), V(http://gpu01:3000) (TGI),
-        V(http://gpu01:11434) (Ollama). A path prefix (reverse proxy) is kept.
-    type: str
-    required: true
-  api_key:
-    description:
-      - Bearer token sent as C(Authorization) (vLLM C(--api-key), an OpenAI-compatible proxy). Never logged or returned.
-    type: str
-  headers:
-    description: Extra HTTP headers sent with every request.
-    type: dict
-    default: {}
   timeout:
     description: Seconds to wait for each single HTTP answer (one generation included).
     type: float
     default: 60.0
-  validate_certs:
-    description: Verify the server's TLS certificate for V(https) URLs.
-    type: bool
-    default: true
-  ca_path:
-    description: PEM file of the CA(s) that signed the server's certificate.
-    type: path
-  client_cert:
-    description: PEM client certificate for mutual TLS.
-    type: path
-  client_key:
-    description: PEM private key of O(client_cert), if it is not inside that file.
-    type: path
   engine:
     description:
       - Protocol to test. V(openai) is the OpenAI-compatible API (vLLM, TGI's C(/v1), Ollama's C(/v1)); V(tgi) and V(ollama) are
