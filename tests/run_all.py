@@ -24,6 +24,8 @@ import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import lab  # noqa: E402  pylint: disable=wrong-import-position
 OUTPUT = os.path.join(ROOT, "tests", "output", "run_all")
 STAGES = ["prepare", "unit", "lint", "sanity", "integration", "molecule"]
 
@@ -43,7 +45,7 @@ class Tally:
 def env() -> dict:
     e = dict(os.environ)
     e["PATH"] = VENV_BIN + os.pathsep + e.get("PATH", "")
-    e["DOCKER_HOST"] = "unix://" + os.path.join(ROOT, ".lab", "docker", "docker.sock")
+    e["DOCKER_HOST"] = "unix://" + lab.SOCK  # the lab's own notion of its socket (LAB_DIR honoured)
     e["LLM_REPO_ROOT"] = ROOT
     e["ANSIBLE_INJECT_FACT_VARS"] = "false"
     e["ANSIBLE_FORCE_COLOR"] = "false"

@@ -689,13 +689,7 @@ class Builder:
             self.log(step, "proof: /api/generate returned %d tokens in %.2f s (done_reason=%s, text=%r)" % (
                 answer["eval_count"], time.monotonic() - t2, answer.get("done_reason"), answer.get("response", "")[:40]))
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            stop_process_group(server, timeout=10)
 
     # -- smoke-vllm -------------------------------------------------------------------------------------
     def smoke_vllm(self) -> None:
@@ -739,13 +733,18 @@ class Builder:
                 raise ArtefactError("vLLM generated no tokens: %r" % answer)
             self.done(step, start, "vllm serve ready in %.1f s; chat completion: %d tokens in %.2f s" % (ready, tokens, time.monotonic() - t0))
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            stop_process_group(server, timeout=30)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM the server's process group (it was started with start_new_session), SIGKILL after timeout."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def http_json(url: str, body: dict | None = None, timeout: float = 5) -> dict:
