@@ -9,45 +9,19 @@ num_shard. Run: .venv/bin/pytest roles/tgi/tests/
 from __future__ import annotations
 
 import os
-import shlex
+import sys
 
 import pytest
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 
 ROLE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATES = os.path.join(ROLE, "templates")
-
-
-def trusted(value):
-    """Mark role data as trusted templates, as Ansible does for the role's own files."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: trusted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [trusted(v) for v in value]
-    return value
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(ROLE)), "tests"))
+from role_templates import exec_start, render_instance, role_vars as _role_vars  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def render(name, instance, **overrides):
-    loader = DataLoader()
-    variables = trusted(dict(loader.load_from_file(os.path.join(ROLE, "defaults", "main.yml"))))
-    variables.update(trusted(dict(loader.load_from_file(os.path.join(ROLE, "vars", "main.yml")))))
-    variables.update({"inventory_hostname": "gpu01", "groups": {"gpu_hosts": []}, "ansible_managed": "Ansible managed",
-                      "__tgi_image_id": "sha256:" + "a" * 64, "inst": instance})
-    variables.update(overrides)
-    templar = Templar(loader=loader, variables=variables).copy_with_new_env(searchpath=[TEMPLATES])
-    variables["item"] = templar.template(trust_as_template("{{ [__tgi_instance_defaults] | product([inst]) | map('combine') | first }}"))
-    templar = Templar(loader=loader, variables=variables).copy_with_new_env(searchpath=[TEMPLATES])
-    with open(os.path.join(TEMPLATES, name)) as f:
-        return templar.template(trust_as_template(f.read()))
-
-
-def exec_start(unit):
-    joined = unit.replace("\\\n", " ")
-    line = [ln for ln in joined.splitlines() if ln.startswith("ExecStart=")][0]
-    return shlex.split(line[len("ExecStart="):])
+    facts = {"inventory_hostname": "gpu01", "groups": {"gpu_hosts": []}, "ansible_managed": "Ansible managed",
+             "__tgi_image_id": "sha256:" + "a" * 64}
+    return render_instance(ROLE, name, "__tgi_instance_defaults", instance, _role_vars(ROLE, facts, overrides))
 
 
 INSTANCE = {"name": "mistral", "model_id": "/srv/llm/models/mistral-7b", "port": 3001, "num_shard": 2,

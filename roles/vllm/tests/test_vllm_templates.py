@@ -11,53 +11,23 @@ Run: .venv/bin/pytest roles/vllm/tests/
 from __future__ import annotations
 
 import os
-import shlex
+import sys
 
 import pytest
-from ansible.parsing.dataloader import DataLoader
-from ansible.template import Templar, trust_as_template
 
 ROLE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATES = os.path.join(ROLE, "templates")
-
-
-def trusted(value):
-    """Mark role data as trusted templates, as Ansible does for the role's own files."""
-    if isinstance(value, str):
-        return trust_as_template(value)
-    if isinstance(value, dict):
-        return {k: trusted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [trusted(v) for v in value]
-    return value
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(ROLE)), "tests"))
+from role_templates import exec_start, render_instance, role_vars as _role_vars  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def role_vars(**overrides):
     """defaults + vars of the role, the way Ansible layers them (vars/main.yml wins over defaults)."""
-    loader = DataLoader()
-    data = trusted(dict(loader.load_from_file(os.path.join(ROLE, "defaults", "main.yml"))))
-    data.update(trusted(dict(loader.load_from_file(os.path.join(ROLE, "vars", "main.yml")))))
-    data.update({"inventory_hostname": "gpu01", "groups": {"gpu_hosts": []}, "playbook_dir": "/pb",
-                 "ansible_managed": "Ansible managed", "__vllm_uid": "999", "__vllm_gid": "998"})
-    data.update(overrides)
-    return data
+    return _role_vars(ROLE, {"inventory_hostname": "gpu01", "groups": {"gpu_hosts": []}, "playbook_dir": "/pb",
+                             "ansible_managed": "Ansible managed", "__vllm_uid": "999", "__vllm_gid": "998"}, overrides)
 
 
 def render(name, instance, **overrides):
-    variables = role_vars(**overrides)
-    variables["inst"] = instance
-    templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(searchpath=[TEMPLATES])
-    variables["item"] = templar.template(trust_as_template("{{ [__vllm_instance_defaults] | product([inst]) | map('combine') | first }}"))
-    templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(searchpath=[TEMPLATES])
-    with open(os.path.join(TEMPLATES, name)) as f:
-        return templar.template(trust_as_template(f.read()))
-
-
-def exec_start(unit):
-    """The ExecStart= command as argv (systemd's line continuations joined)."""
-    joined = unit.replace("\\\n", " ")
-    line = [ln for ln in joined.splitlines() if ln.startswith("ExecStart=")][0]
-    return shlex.split(line[len("ExecStart="):])
+    return render_instance(ROLE, name, "__vllm_instance_defaults", instance, role_vars(**overrides))
 
 
 def directives(unit):

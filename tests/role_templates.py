@@ -1,0 +1,50 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Render a role's templates with Ansible's own templar, without a host (shared by roles/*/tests)."""
+from __future__ import annotations
+
+import os
+import shlex
+
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+
+
+def trusted(value):
+    """Mark role data as trusted templates, as Ansible does for the role's own files."""
+    if isinstance(value, str):
+        return trust_as_template(value)
+    if isinstance(value, dict):
+        return {k: trusted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [trusted(v) for v in value]
+    return value
+
+
+def role_vars(role_dir, facts, overrides):
+    """defaults + vars of the role, the way Ansible layers them (vars/main.yml wins), then facts and overrides."""
+    loader = DataLoader()
+    data = trusted(dict(loader.load_from_file(os.path.join(role_dir, "defaults", "main.yml"))))
+    data.update(trusted(dict(loader.load_from_file(os.path.join(role_dir, "vars", "main.yml")))))
+    data.update(facts)
+    data.update(overrides)
+    return data
+
+
+def render_instance(role_dir, name, defaults_var, instance, variables):
+    """Render templates/NAME for one instance: `item` is defaults_var combined with the instance, as the role does."""
+    templates = os.path.join(role_dir, "templates")
+    variables = dict(variables, inst=instance)
+    templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(searchpath=[templates])
+    variables["item"] = templar.template(trust_as_template("{{ [%s] | product([inst]) | map('combine') | first }}" % defaults_var))
+    templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(searchpath=[templates])
+    with open(os.path.join(templates, name)) as f:
+        return templar.template(trust_as_template(f.read()))
+
+
+def exec_start(unit):
+    """The ExecStart= command as argv (systemd's line continuations joined)."""
+    joined = unit.replace("\\\n", " ")
+    line = [ln for ln in joined.splitlines() if ln.startswith("ExecStart=")][0]
+    return shlex.split(line[len("ExecStart="):])
