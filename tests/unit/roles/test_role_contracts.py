@@ -72,3 +72,53 @@ def test_tasks_main_is_a_table_of_contents(role):
         assert task.get("name"), f"unnamed task in roles/{role}/tasks/main.yml: {task}"
         assert includes & set(task), f"roles/{role}/tasks/main.yml: '{task['name']}' is not an include"
         assert task.get("tags"), f"roles/{role}/tasks/main.yml: '{task['name']}' has no tags"
+
+
+def _task_files():
+    for pattern in ("roles/*/tasks/*.yml", "roles/*/handlers/*.yml", "playbooks/*.yml", "site.yml"):
+        yield from sorted(glob.glob(os.path.join(ROOT, pattern)))
+
+
+def _walk_tasks(node):
+    """Every task dict in a task file or playbook, blocks and plays included."""
+    if isinstance(node, list):
+        for item in node:
+            yield from _walk_tasks(item)
+    elif isinstance(node, dict):
+        yield node
+        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
+            if key in node:
+                yield from _walk_tasks(node[key])
+
+
+DYNAMIC_INCLUDES = {"ansible.builtin.include_tasks", "include_tasks", "ansible.builtin.include_role", "include_role"}
+
+
+def bare_tagged_includes(tasks):
+    """Names of the tagged dynamic includes that do not pass their tags on with apply:."""
+    bad = []
+    for task in _walk_tasks(tasks):
+        for key in DYNAMIC_INCLUDES & set(task):
+            args = task[key]
+            if task.get("tags") and not (isinstance(args, dict) and (args.get("apply") or {}).get("tags")):
+                bad.append(task.get("name", key))
+    return bad
+
+
+@pytest.mark.parametrize("path", [os.path.relpath(p, ROOT) for p in _task_files()])
+def test_tagged_includes_pass_their_tags_on(path):
+    """A tag on a bare include_tasks/include_role covers the include only: under --tags its tasks are
+    skipped and later tasks miss their facts. Tagged dynamic includes must use apply: (or import_*)."""
+    bad = bare_tagged_includes(load(os.path.join(ROOT, path)))
+    assert bad == [], f"{path}: tagged include without apply: {{tags: ...}}: {bad}"
+
+
+def test_the_tag_contract_rejects_a_bare_tagged_include():
+    play = [{"hosts": "all", "tasks": [
+        {"name": "bare", "ansible.builtin.include_tasks": "y.yml", "tags": ["t"]},
+        {"block": [{"name": "nested bare", "ansible.builtin.include_role": {"name": "r"}, "tags": ["t"]}]},
+        {"name": "applied", "ansible.builtin.include_tasks": {"file": "y.yml", "apply": {"tags": ["t"]}}, "tags": ["t"]},
+        {"name": "untagged", "ansible.builtin.include_tasks": "y.yml"},
+        {"name": "static", "ansible.builtin.import_tasks": "y.yml", "tags": ["t"]},
+    ]}]
+    assert bare_tagged_includes(play) == ["bare", "nested bare"]
