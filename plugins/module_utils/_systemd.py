@@ -14,6 +14,7 @@ Unit tests swap it for a fake with the same methods. The parsing helpers are pur
 from __future__ import annotations
 
 import os
+import time
 
 # Unit search path of the system manager, highest priority first (systemd.unit(5), "Unit File Load Path").
 # /lib/systemd/system is only distinct from /usr/lib/systemd/system on systems without merged /usr;
@@ -139,3 +140,109 @@ class SystemdHost(object):
         ticks = parse_stat_starttime(self._read(os.path.join(self.proc, str(pid), "stat")))
         btime = parse_btime(self._read(os.path.join(self.proc, "stat")))
         return btime + float(ticks) / os.sysconf("SC_CLK_TCK")
+
+
+# --- Restarts decided from the host's truth -------------------------------------------------------
+# A unit must restart when any file it reads (its unit file, drop-ins, EnvironmentFile=s, and paths the
+# caller names such as an install marker) changed after it became active. Deciding this from the host,
+# not from this run's `changed` results, makes a re-run converge after a run that died between writing
+# a file and restarting the service.
+
+UNIT_STATE_PROPERTIES = ("LoadState", "ActiveState", "SubState", "MainPID", "NeedDaemonReload",
+                         "ActiveEnterTimestampMonotonic", "FragmentPath", "DropInPaths", "EnvironmentFiles")
+RUNNING_STATES = ("active", "activating", "reloading")
+
+
+def parse_environment_files(value):
+    """``EnvironmentFiles=`` of ``systemctl show``: ``/path (ignore_errors=no)`` entries, space separated."""
+    paths = []
+    for token in (value or "").split():
+        if token.startswith("/"):
+            paths.append(token)
+    return paths
+
+
+def unit_files(props):
+    """Every path systemd read to build the unit: fragment, drop-ins (and their directories, whose mtime
+    moves when a drop-in is removed) and environment files, in that order, without duplicates."""
+    paths = []
+    if props.get("FragmentPath"):
+        paths.append(props["FragmentPath"])
+    dropins = [p for p in (props.get("DropInPaths") or "").split() if p.startswith("/")]
+    paths.extend(dropins)
+    paths.extend(sorted({os.path.dirname(p) for p in dropins}))
+    paths.extend(parse_environment_files(props.get("EnvironmentFiles")))
+    seen = set()
+    return [p for p in paths if not (p in seen or seen.add(p))]
+
+
+def decide_restart(props, mtimes, active_since):
+    """Decide, from systemd's answers and file mtimes, what a unit needs.
+
+    ``props``: ``systemctl show`` properties (UNIT_STATE_PROPERTIES); ``mtimes``: {path: mtime or None when
+    missing}; ``active_since``: wall-clock time (epoch seconds) the unit entered the active state, or None.
+    Returns a dict: ``action`` one of ``none`` (running, nothing newer), ``restart`` (running, something it
+    reads is newer than its start), ``start`` (not running), ``absent`` (not known to systemd); ``reason``
+    a sentence; ``newest`` the newest file and its mtime; ``daemon_reload`` whether systemd wants a reload.
+    """
+    load = props.get("LoadState", "")
+    active = props.get("ActiveState", "")
+    reload_needed = props.get("NeedDaemonReload") == "yes"
+    present = {p: m for p, m in mtimes.items() if m is not None}
+    newest_path = max(present, key=lambda p: present[p]) if present else None
+    newest = {"path": newest_path, "mtime": present[newest_path] if newest_path else None}
+    result = {"daemon_reload": reload_needed, "newest": newest, "active_since": active_since,
+              "active_state": active, "load_state": load}
+    if load == "not-found":
+        result.update(action="absent", reason="not known to systemd (LoadState=not-found)")
+    elif active not in RUNNING_STATES:
+        result.update(action="start", reason="not running (ActiveState=%s)" % active)
+    elif reload_needed:
+        result.update(action="restart", reason="its unit changed on disk since systemd loaded it (NeedDaemonReload=yes)")
+    elif active_since is None:
+        result.update(action="restart", reason="running, but systemd gives no ActiveEnterTimestamp to compare with")
+    elif newest_path and present[newest_path] > active_since:
+        result.update(action="restart", reason="%s changed %.1f s after the service started" % (
+            newest_path, present[newest_path] - active_since))
+    else:
+        result.update(action="none", reason="running since after its newest file changed")
+    return result
+
+
+def monotonic_to_epoch(monotonic_us, now_epoch, now_monotonic):
+    """systemd's *TimestampMonotonic (µs of CLOCK_MONOTONIC) as epoch seconds, without parsing a locale date."""
+    if not monotonic_us:
+        return None
+    return now_epoch - (now_monotonic - monotonic_us / 1e6)
+
+
+class UnitState(object):
+    """Reads what a unit reads and when it started; ``stat`` is ``os.lstat`` (a switched symlink counts)."""
+
+    def __init__(self, systemd, stat=os.lstat, clock=None):
+        self.systemd = systemd
+        self.stat = stat
+        self.clock = clock or (lambda: (time.time(), time.monotonic()))
+
+    def mtime(self, path):
+        try:
+            return self.stat(path).st_mtime
+        except OSError:
+            return None
+
+    def inspect(self, unit, extra_paths=()):
+        props = self.systemd.show(unit, UNIT_STATE_PROPERTIES)
+        files = unit_files(props) if props.get("LoadState") != "not-found" else []
+        files.extend(p for p in extra_paths if p not in files)
+        mtimes = {p: self.mtime(p) for p in files}
+        now_epoch, now_mono = self.clock()
+        try:
+            mono = int(props.get("ActiveEnterTimestampMonotonic") or 0)
+        except ValueError:
+            mono = 0
+        active_since = monotonic_to_epoch(mono, now_epoch, now_mono) if props.get("ActiveState") in RUNNING_STATES else None
+        decision = decide_restart(props, mtimes, active_since)
+        decision["unit"] = unit
+        decision["files"] = [{"path": p, "mtime": mtimes[p]} for p in files]
+        decision["main_pid"] = int(props.get("MainPID") or 0)
+        return decision
