@@ -1,0 +1,419 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Read-only host discovery for the host_facts module: pure logic over a tiny filesystem interface.
+
+Private (leading underscore): the API may change between releases.
+
+* ``pci_devices``: NVIDIA GPUs and NVSwitches from ``<sysfs>/bus/pci/devices/*/{vendor,device,class}``.
+  The rules are the ones the roles used in shell: vendor ``0x10de``; a GPU is a function of PCI
+  class ``0x03xxxx`` (VGA or 3D controller); an NVSwitch is a function whose device id is in a list
+  (NVSwitches are bridges, class ``0x0680xx``, which other NVIDIA functions share).
+* ``listeners``: listening TCP sockets from ``<proc>/net/tcp`` and ``tcp6`` (state ``0A``), each
+  with the processes holding the socket (``<proc>/PID/fd`` links ``socket:[inode]``), their name
+  (``comm``) and their systemd unit (``<proc>/PID/cgroup``: cgroup v1 ``name=systemd`` or v2 ``0::``).
+* ``disk_usage``: free and total space of the file system holding a path, measured on the nearest
+  existing parent when the path does not exist yet.
+
+Nothing here touches ``AnsibleModule``. ``LocalFs`` is the interface to the host; unit tests point
+the roots at a tree under ``tmp_path`` or swap ``LocalFs`` for a subclass.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import sys
+
+NVIDIA_VENDOR = "0x10de"
+GPU_CLASS_PREFIX = "0x03"
+DEFAULT_NVSWITCH_DEVICE_IDS = ("0x1af1", "0x22a3", "0x22a4", "0x2901")
+GATHER_CHOICES = ("gpus", "listeners", "disk")
+TCP_LISTEN = "0A"
+MIB = 1024 * 1024
+# Unit types a process can belong to (slices only group other units).
+PROCESS_UNIT_SUFFIXES = (".service", ".scope", ".socket", ".mount", ".swap")
+
+
+class HostFactsError(Exception):
+    """The host could not answer; the message says what was attempted and how to fix it."""
+
+
+class LocalFs(object):
+    """The filesystem calls the logic makes. Each raises OSError (IOError) like the os module does."""
+
+    def listdir(self, path):
+        return os.listdir(path)
+
+    def read_text(self, path):
+        with open(path, "r") as handle:
+            return handle.read()
+
+    def readlink(self, path):
+        return os.readlink(path)
+
+    def exists(self, path):
+        return os.path.exists(path)
+
+    def realpath(self, path):
+        return os.path.realpath(path)
+
+    def ismount(self, path):
+        return os.path.ismount(path)
+
+    def statvfs(self, path):
+        return os.statvfs(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# PCI: GPUs and NVSwitches
+# ---------------------------------------------------------------------------------------------
+
+def _read_attr(fs, path):
+    """A sysfs attribute, stripped; None when it cannot be read (missing, or the device went away)."""
+    try:
+        return fs.read_text(path).strip()
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
+
+
+def _driver(fs, device_dir):
+    try:
+        return os.path.basename(fs.readlink(os.path.join(device_dir, "driver")))
+    except (IOError, OSError):
+        return None
+
+
+def pci_devices(fs, devices_path, nvswitch_device_ids=DEFAULT_NVSWITCH_DEVICE_IDS):
+    """NVIDIA GPUs and NVSwitches under ``devices_path`` (normally ``/sys/bus/pci/devices``).
+
+    Returns ``{"gpus": [...], "nvswitches": [...]}``, each entry
+    ``{address, vendor, device, class, driver}``, sorted by PCI address. A missing or unreadable
+    ``devices_path`` (a container without a PCI tree) has no devices; so has a device whose
+    ``vendor`` cannot be read. A function that is both (class 0x03 and an NVSwitch id) is in both.
+    """
+    switch_ids = set(str(i).strip().lower() for i in nvswitch_device_ids)
+    gpus, nvswitches = [], []
+    try:
+        names = sorted(fs.listdir(devices_path))
+    except (IOError, OSError):
+        names = []
+    for name in names:
+        device_dir = os.path.join(devices_path, name)
+        vendor = _read_attr(fs, os.path.join(device_dir, "vendor"))
+        if vendor is None or vendor.lower() != NVIDIA_VENDOR:
+            continue
+        device = _read_attr(fs, os.path.join(device_dir, "device")) or ""
+        pci_class = _read_attr(fs, os.path.join(device_dir, "class")) or ""
+        entry = {"address": name, "vendor": vendor, "device": device, "class": pci_class,
+                 "driver": _driver(fs, device_dir)}
+        if pci_class.lower().startswith(GPU_CLASS_PREFIX):
+            gpus.append(dict(entry))
+        if device.lower() in switch_ids:
+            nvswitches.append(dict(entry))
+    return {"gpus": gpus, "nvswitches": nvswitches}
+
+
+# ---------------------------------------------------------------------------------------------
+# Listening TCP sockets
+# ---------------------------------------------------------------------------------------------
+
+def decode_address(hex_address, byteorder=sys.byteorder):
+    """An address of /proc/net/tcp{,6} as text.
+
+    The kernel prints each 32-bit word of the address as the host reads it (``%08X``), so the
+    bytes come back in the host's byte order: ``0100007F`` is 127.0.0.1 on a little-endian host.
+    """
+    fmt = "<I" if byteorder == "little" else ">I"
+    if len(hex_address) == 8:
+        return socket.inet_ntop(socket.AF_INET, struct.pack(fmt, int(hex_address, 16)))
+    if len(hex_address) == 32:
+        raw = b"".join(struct.pack(fmt, int(hex_address[i:i + 8], 16)) for i in range(0, 32, 8))
+        return socket.inet_ntop(socket.AF_INET6, raw)
+    raise ValueError("not an IPv4 or IPv6 address: %r" % hex_address)
+
+
+def parse_proc_net_tcp(text, protocol="tcp", byteorder=sys.byteorder):
+    """Listening sockets (state 0A) of a /proc/net/tcp or tcp6 text: address, port, uid, inode."""
+    family = "ipv6" if protocol == "tcp6" else "ipv4"
+    sockets = []
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3].upper() != TCP_LISTEN:
+            continue
+        try:
+            address_hex, port_hex = fields[1].split(":")
+            sockets.append({"protocol": protocol, "family": family,
+                            "address": decode_address(address_hex, byteorder),
+                            "port": int(port_hex, 16), "uid": int(fields[7]), "inode": int(fields[9])})
+        except ValueError:
+            continue  # a line this parser does not understand is not a listener it can report
+    return sockets
+
+
+def parse_cgroup(text):
+    """The cgroup path systemd tracks a process by, from the text of /proc/PID/cgroup.
+
+    cgroup v1 and hybrid hosts: the ``name=systemd`` hierarchy; cgroup v2 (unified): the ``0::``
+    line. None when neither is there (kernel threads, no systemd).
+    """
+    unified = None
+    for line in text.splitlines():
+        parts = line.strip().split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if "name=systemd" in controllers.split(","):
+            return path
+        if hierarchy == "0" and controllers == "":
+            unified = path
+    return unified
+
+
+def cgroup_root(pid1_cgroup_path):
+    """The cgroup the system manager lives under (systemd's cg_get_root_path): PID 1's cgroup
+    without its ``/init.scope``. ``""`` on a host; ``/docker/<id>`` or similar when systemd runs in
+    a container that sees the host's cgroup paths (cgroupns host)."""
+    path = pid1_cgroup_path or ""
+    for suffix in ("/init.scope", "/system.slice", "/system"):
+        if path.endswith(suffix):
+            path = path[:-len(suffix)]
+            break
+    return path.rstrip("/")
+
+
+def _unescape(name):
+    # systemd prefixes a cgroup name with "_" when it would clash with a kernel file name
+    return name[1:] if name.startswith("_") else name
+
+
+def _first_unit(parts):
+    """The first unit after any slices (systemd's cg_path_get_unit), and what follows it."""
+    for index, part in enumerate(parts):
+        name = _unescape(part)
+        if name.endswith(".slice"):
+            continue
+        if name.endswith(PROCESS_UNIT_SUFFIXES) and not name.startswith("."):
+            return name, parts[index + 1:]
+        return None, []
+    return None, []
+
+
+def units_from_cgroup(path, root=""):
+    """``(unit, user_unit)`` of a cgroup path: the system unit, and for a process of a user
+    manager (``user@UID.service``) the unit in that manager. Paths outside ``root`` have none."""
+    if not path:
+        return None, None
+    if root:
+        if path != root and not path.startswith(root + "/"):
+            return None, None
+        path = path[len(root):]
+    unit, rest = _first_unit([part for part in path.split("/") if part])
+    user_unit = None
+    if unit and unit.startswith("user@") and unit.endswith(".service"):
+        user_unit, _ = _first_unit(rest)
+    return unit, user_unit
+
+
+def _read_proc_cgroup(fs, proc_root, pid):
+    try:
+        return parse_cgroup(fs.read_text(os.path.join(proc_root, str(pid), "cgroup")))
+    except (IOError, OSError):
+        return None
+
+
+def socket_owners(fs, proc_root, inodes):
+    """``{inode: [pid, ...]}`` for the socket inodes in ``inodes``, from the /proc/PID/fd links.
+
+    A process that exits while it is read, or whose fds cannot be read (another user's process
+    when not root), is skipped: the socket then has fewer owners, or none.
+    """
+    wanted = set(inodes)
+    owners = {}
+    try:
+        names = fs.listdir(proc_root)
+    except (IOError, OSError) as exc:
+        raise HostFactsError("could not list the processes in %s: %s" % (proc_root, exc))
+    for name in names:
+        if not name.isdigit():
+            continue
+        fd_dir = os.path.join(proc_root, name, "fd")
+        try:
+            fds = fs.listdir(fd_dir)
+        except (IOError, OSError):
+            continue
+        for fd in fds:
+            try:
+                target = fs.readlink(os.path.join(fd_dir, fd))
+            except (IOError, OSError):
+                continue
+            if not (target.startswith("socket:[") and target.endswith("]")):
+                continue
+            try:
+                inode = int(target[8:-1])
+            except ValueError:
+                continue
+            if inode in wanted:
+                owners.setdefault(inode, set()).add(int(name))
+    return dict((inode, sorted(pids)) for inode, pids in owners.items())
+
+
+def process_info(fs, proc_root, pid, root=""):
+    """``{pid, name, unit, user_unit, cgroup}`` of a process; None when it has exited."""
+    try:
+        name = fs.read_text(os.path.join(proc_root, str(pid), "comm")).strip()
+    except (IOError, OSError):
+        return None
+    cgroup = _read_proc_cgroup(fs, proc_root, pid)
+    unit, user_unit = units_from_cgroup(cgroup, root)
+    return {"pid": pid, "name": name, "unit": unit, "user_unit": user_unit, "cgroup": cgroup}
+
+
+def listeners(fs, proc_root, ports=None, byteorder=sys.byteorder):
+    """Listening TCP sockets (IPv4 and IPv6) with their owning processes and units.
+
+    ``ports``: only sockets on these ports (all when empty). Sorted by port, family, address.
+    ``<proc>/net/tcp`` must be readable; ``tcp6`` is optional (IPv6 may be disabled).
+    """
+    found = []
+    for protocol in ("tcp", "tcp6"):
+        path = os.path.join(proc_root, "net", protocol)
+        try:
+            text = fs.read_text(path)
+        except (IOError, OSError) as exc:
+            if protocol == "tcp6":
+                continue
+            raise HostFactsError("could not read the TCP sockets from %s: %s. Is proc_root (%s) a mounted /proc?"
+                                 % (path, exc, proc_root))
+        found.extend(parse_proc_net_tcp(text, protocol, byteorder))
+    if ports:
+        wanted_ports = set(int(p) for p in ports)
+        found = [s for s in found if s["port"] in wanted_ports]
+    found.sort(key=lambda s: (s["port"], s["family"], s["address"], s["inode"]))
+    if not found:
+        return []
+
+    owners = socket_owners(fs, proc_root, [s["inode"] for s in found if s["inode"]])
+    root = cgroup_root(_read_proc_cgroup(fs, proc_root, 1))
+    infos = {}
+    for pids in owners.values():
+        for pid in pids:
+            if pid not in infos:
+                infos[pid] = process_info(fs, proc_root, pid, root)
+    result = []
+    for sock in found:
+        processes = [infos[pid] for pid in owners.get(sock["inode"], []) if infos.get(pid)]
+        first = processes[0] if processes else {}
+        entry = dict(sock)
+        entry.update({"processes": processes, "pid": first.get("pid"), "process": first.get("name"),
+                      "unit": first.get("unit")})
+        result.append(entry)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Disk space
+# ---------------------------------------------------------------------------------------------
+
+def nearest_existing(fs, path):
+    """``path`` itself when it exists, else its nearest existing parent. Relative paths are refused."""
+    if not isinstance(path, str) or not path or not os.path.isabs(path):
+        raise HostFactsError("disk path %r is not absolute: give the full path (starting with /), "
+                             "a relative path would be measured from wherever the module runs" % (path,))
+    current = os.path.normpath(path)
+    while not fs.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            raise HostFactsError("neither %s nor any of its parents exists" % path)
+        current = parent
+    return current
+
+
+def _unescape_mount(field):
+    # /proc/mounts escapes space, tab, newline and backslash as octal (\040, \011, \012, \134)
+    out, i = [], 0
+    while i < len(field):
+        chunk = field[i + 1:i + 4]
+        if field[i] == "\\" and len(chunk) == 3 and all(c in "01234567" for c in chunk):
+            out.append(chr(int(chunk, 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mounts(text):
+    """``[(mount point, fstype)]`` of a /proc/mounts text, in mount order."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts.append((_unescape_mount(fields[1]), fields[2]))
+    return mounts
+
+
+def mount_of(path, mounts):
+    """The mount point holding the canonical ``path`` (the longest matching one; the last mounted wins)."""
+    best = None
+    for point, fstype in mounts:
+        if point == "/" or path == point or path.startswith(point.rstrip("/") + "/"):
+            if best is None or len(point) >= len(best[0]):
+                best = (point, fstype)
+    return best
+
+
+def disk_usage(fs, paths, proc_root="/proc"):
+    """``{path: {...}}`` for each path as given: free/total space of the file system holding it."""
+    try:
+        mounts = parse_mounts(fs.read_text(os.path.join(proc_root, "self", "mounts")))
+    except (IOError, OSError):
+        mounts = []
+    result = {}
+    for path in paths:
+        measured = nearest_existing(fs, path)
+        try:
+            st = fs.statvfs(measured)
+        except (IOError, OSError) as exc:
+            raise HostFactsError("could not measure the file system of %s (statvfs %s): %s" % (path, measured, exc))
+        canonical = fs.realpath(measured)
+        found = mount_of(canonical, mounts)
+        if found:
+            mount, fstype = found
+        else:
+            mount, fstype = canonical, None
+            while not fs.ismount(mount) and os.path.dirname(mount) != mount:
+                mount = os.path.dirname(mount)
+        free = st.f_bavail * st.f_frsize
+        total = st.f_blocks * st.f_frsize
+        result[path] = {"path": path, "exists": measured == os.path.normpath(path), "measured_path": measured,
+                        "mount": mount, "fstype": fstype, "free_bytes": free, "total_bytes": total,
+                        "free_mib": free // MIB, "total_mib": total // MIB}
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything the module asks for
+# ---------------------------------------------------------------------------------------------
+
+def gather(fs, params, byteorder=sys.byteorder):
+    """The sections named in ``params['gather']``; ``params`` carries the module's options."""
+    wanted = params.get("gather") or list(GATHER_CHOICES)
+    result = {"gathered": [name for name in GATHER_CHOICES if name in wanted]}
+    if "gpus" in wanted:
+        devices_path = params.get("pci_devices_path") or os.path.join(params.get("sysfs_root") or "/sys",
+                                                                       "bus", "pci", "devices")
+        ids = params.get("nvswitch_device_ids")
+        if ids is None:
+            ids = DEFAULT_NVSWITCH_DEVICE_IDS
+        found = pci_devices(fs, devices_path, ids)
+        result.update(found)
+        result["pci_devices_path"] = devices_path
+    proc_root = params.get("proc_root") or "/proc"
+    if "listeners" in wanted:
+        result["listeners"] = listeners(fs, proc_root, params.get("ports") or [], byteorder)
+    if "disk" in wanted:
+        result["disk"] = disk_usage(fs, params.get("paths") or [], proc_root)
+    return result

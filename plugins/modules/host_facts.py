@@ -1,0 +1,342 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: host_facts
+short_description: Read NVIDIA PCI devices, listening TCP ports with their owners, and free disk space
+version_added: "0.1.0"
+description:
+  - Read-only host discovery that the roles of this collection share, in place of shell loops over sysfs and of
+    parsing C(ss) and C(df) output. Each part runs only when it is named in O(gather).
+  - V(gpus) reads C(<sysfs_root>/bus/pci/devices/*/{vendor,device,class}). A GPU is a function with vendor
+    C(0x10de) (NVIDIA) and PCI class C(0x03xxxx) (VGA or 3D controller). An NVSwitch is a function with vendor
+    C(0x10de) whose device id is in O(nvswitch_device_ids) (NVSwitches are bridges, class C(0x0680xx), a class other
+    NVIDIA functions share, so the device id decides). Needs no driver, so it works before the first driver install.
+  - V(listeners) reads the listening TCP sockets (IPv4 and IPv6) from C(/proc/net/tcp) and C(/proc/net/tcp6), and
+    finds the processes that hold each socket through the C(/proc/PID/fd) links, with their name (C(comm), as C(ss)
+    shows it) and their systemd unit (from C(/proc/PID/cgroup), cgroup v1 C(name=systemd) or v2 unified).
+  - V(disk) measures, for each path in O(paths), the free and total space of the file system holding it
+    (C(statvfs)). A path that does not exist yet is measured on its nearest existing parent, the file system it
+    will be created on.
+  - Returns values, not C(ansible_facts), because listeners change by the second; register the result where it is used.
+author:
+  - onprem.llm_serving maintainers (@onprem)
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads; check mode runs it in full.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is no diff.
+  idempotent:
+    support: full
+    description: Always returns RV(ignore:changed=false).
+options:
+  gather:
+    description:
+      - The parts to read. V(gpus) returns RV(gpus), RV(nvswitches) and RV(pci_devices_path); V(listeners) returns
+        RV(listeners); V(disk) returns RV(disk).
+    type: list
+    elements: str
+    choices: [gpus, listeners, disk]
+    default: [gpus, listeners, disk]
+  sysfs_root:
+    description:
+      - Root of the sysfs tree; PCI devices are read from C(<sysfs_root>/bus/pci/devices).
+      - Tests point it at a fake tree.
+    type: path
+    default: /sys
+  pci_devices_path:
+    description:
+      - Directory of PCI devices to read instead of C(<sysfs_root>/bus/pci/devices) (for callers that already
+        name that directory, such as the nvidia_driver role's C(nvidia_driver_pci_devices_path)).
+      - A directory that does not exist has no devices; it is not an error (containers often have no PCI tree).
+    type: path
+  nvswitch_device_ids:
+    description: PCI device ids (vendor C(0x10de)) that identify an NVSwitch. Compared without regard to case.
+    type: list
+    elements: str
+    default: ["0x1af1", "0x22a3", "0x22a4", "0x2901"]
+  proc_root:
+    description:
+      - Root of the proc file system, for V(listeners) and for the mount table used by V(disk).
+      - Tests point it at a fake tree.
+    type: path
+    default: /proc
+  ports:
+    description: Only report listeners on these TCP ports. Empty reports every listening socket.
+    type: list
+    elements: int
+    default: []
+  paths:
+    description:
+      - Absolute paths to measure for V(disk). A relative path fails the task (it would be measured from wherever
+        the module happens to run).
+      - RV(disk) is keyed by each path exactly as given here.
+    type: list
+    elements: path
+    default: []
+notes:
+  - Seeing the owner of another user's socket needs root (C(become)), as with C(ss -p). Without it such a listener
+    is still reported, with an empty C(processes) list and null C(pid), C(process) and C(unit).
+  - Process command lines are not returned on purpose; engines can carry secrets (API keys) in them.
+  - Inside a container, listeners and processes are those of the container's network and PID namespaces.
+seealso:
+  - module: onprem.llm_serving.gpu_health
+    description: GPU health through NVML, once a driver is loaded.
+"""
+
+EXAMPLES = r"""
+- name: Read the NVIDIA GPUs and NVSwitches in PCI
+  onprem.llm_serving.host_facts:
+    gather: [gpus]
+  register: __pci
+
+- name: Fail on a GPU host without a GPU
+  ansible.builtin.assert:
+    that: __pci.gpus | length > 0
+    fail_msg: "no NVIDIA GPU in {{ __pci.pci_devices_path }}"
+
+- name: Who listens on the ports we want (become, to see every owner)
+  onprem.llm_serving.host_facts:
+    gather: [listeners]
+    ports: [8000, 11434]
+  become: true
+  register: __ports
+
+- name: Port 8000 must be free or held by our unit
+  ansible.builtin.assert:
+    that: >-
+      __ports.listeners | selectattr('port', 'equalto', 8000) | map(attribute='unit')
+      | reject('equalto', 'vllm-main.service') | list | length == 0
+
+- name: Free space where the models will live (measured on /srv while /srv/models does not exist)
+  onprem.llm_serving.host_facts:
+    gather: [disk]
+    paths: [/srv/models, /var/lib/containers]
+  register: __disk
+
+- name: Need 50 GiB for the models
+  ansible.builtin.assert:
+    that: __disk.disk['/srv/models'].free_mib >= 51200
+    fail_msg: "{{ __disk.disk['/srv/models'].mount }} has {{ __disk.disk['/srv/models'].free_mib }} MiB free"
+
+- name: A test against a fake sysfs tree
+  onprem.llm_serving.host_facts:
+    gather: [gpus]
+    sysfs_root: /tmp/fake-sys
+"""
+
+RETURN = r"""
+gathered:
+  description: The parts that were read, in the order of the O(gather) choices.
+  returned: always
+  type: list
+  elements: str
+  sample: [gpus, listeners, disk]
+pci_devices_path:
+  description: The directory PCI devices were read from.
+  returned: when O(gather) contains V(gpus)
+  type: str
+  sample: /sys/bus/pci/devices
+gpus:
+  description: NVIDIA GPUs (vendor C(0x10de), class C(0x03xxxx)), sorted by PCI address.
+  returned: when O(gather) contains V(gpus)
+  type: list
+  elements: dict
+  contains:
+    address:
+      description: PCI address (domain:bus:device.function), the directory name in sysfs.
+      type: str
+      sample: "0000:17:00.0"
+    vendor:
+      description: PCI vendor id, as sysfs writes it.
+      type: str
+      sample: "0x10de"
+    device:
+      description: PCI device id; empty when sysfs has none.
+      type: str
+      sample: "0x2330"
+    class:
+      description: PCI class code; empty when sysfs has none.
+      type: str
+      sample: "0x030200"
+    driver:
+      description: Kernel driver bound to the function (C(nvidia), C(nouveau), C(vfio-pci)), null when none.
+      type: str
+      sample: nvidia
+  sample:
+    - {address: "0000:17:00.0", vendor: "0x10de", device: "0x2330", class: "0x030200", driver: nvidia}
+nvswitches:
+  description: NVSwitches (vendor C(0x10de), device id in O(nvswitch_device_ids)), with the same keys as RV(gpus).
+  returned: when O(gather) contains V(gpus)
+  type: list
+  elements: dict
+  sample:
+    - {address: "0000:05:00.0", vendor: "0x10de", device: "0x22a3", class: "0x068000", driver: null}
+listeners:
+  description:
+    - Listening TCP sockets, IPv4 and IPv6, sorted by port, family and address; only those on O(ports) when set.
+    - A dual-stack listener on V(::) appears once, as IPv6.
+  returned: when O(gather) contains V(listeners)
+  type: list
+  elements: dict
+  contains:
+    protocol:
+      description: C(tcp) (from /proc/net/tcp) or C(tcp6) (from /proc/net/tcp6).
+      type: str
+    family:
+      description: C(ipv4) or C(ipv6).
+      type: str
+    address:
+      description: Local address the socket is bound to; C(0.0.0.0) or C(::) for all addresses.
+      type: str
+    port:
+      description: Local TCP port.
+      type: int
+    uid:
+      description: User id that owns the socket.
+      type: int
+    inode:
+      description: Socket inode (what C(/proc/PID/fd) links point at, C(socket:[inode])).
+      type: int
+    processes:
+      description:
+        - Every process holding the socket (forked workers share it), by PID. Empty when no owner could be read
+          (another user's process without root, or the process exited while it was read).
+      type: list
+      elements: dict
+      contains:
+        pid:
+          description: Process id.
+          type: int
+        name:
+          description: Process name (C(comm), at most 15 characters), as C(ss -p) shows it.
+          type: str
+        unit:
+          description: The systemd unit of the process (for example C(vllm-main.service), or a C(.scope)); null outside systemd.
+          type: str
+        user_unit:
+          description: The unit inside a user manager when RV(listeners[].processes[].unit) is C(user@UID.service), else null.
+          type: str
+        cgroup:
+          description: The cgroup path the unit was read from (cgroup v1 C(name=systemd), else v2 unified); null when unreadable.
+          type: str
+    pid:
+      description: PID of the first process in C(processes) (the lowest PID), null when there is none.
+      type: int
+    process:
+      description: Name of that process, null when there is none.
+      type: str
+    unit:
+      description: systemd unit of that process, null when there is none or it is outside systemd.
+      type: str
+  sample:
+    - protocol: tcp
+      family: ipv4
+      address: 0.0.0.0
+      port: 8000
+      uid: 999
+      inode: 48213
+      pid: 812
+      process: python3
+      unit: vllm-main.service
+      processes:
+        - {pid: 812, name: python3, unit: vllm-main.service, user_unit: null, cgroup: /system.slice/vllm-main.service}
+    - protocol: tcp6
+      family: ipv6
+      address: "::"
+      port: 11434
+      uid: 998
+      inode: 50120
+      pid: 930
+      process: ollama
+      unit: ollama.service
+      processes:
+        - {pid: 930, name: ollama, unit: ollama.service, user_unit: null, cgroup: /system.slice/ollama.service}
+disk:
+  description: One entry per path of O(paths), keyed by the path exactly as given.
+  returned: when O(gather) contains V(disk)
+  type: dict
+  contains:
+    path:
+      description: The path as given.
+      type: str
+    exists:
+      description: Whether the path itself exists.
+      type: bool
+    measured_path:
+      description: The path measured, the path itself or its nearest existing parent.
+      type: str
+    mount:
+      description: Mount point of the file system holding it (as C(df --output=target) shows it).
+      type: str
+    fstype:
+      description: File system type from the mount table, null when the mount table could not be read.
+      type: str
+    free_bytes:
+      description: Bytes available to unprivileged users (C(f_bavail), what C(df) shows as available).
+      type: int
+    total_bytes:
+      description: Size of the file system in bytes.
+      type: int
+    free_mib:
+      description: C(free_bytes) in MiB, rounded down.
+      type: int
+    total_mib:
+      description: C(total_bytes) in MiB, rounded down.
+      type: int
+  sample:
+    /srv/models:
+      path: /srv/models
+      exists: false
+      measured_path: /srv
+      mount: /
+      fstype: ext4
+      free_bytes: 107374182400
+      total_bytes: 214748364800
+      free_mib: 102400
+      total_mib: 204800
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.onprem.llm_serving.plugins.module_utils import _host_facts as hf
+
+
+ARGUMENT_SPEC = dict(
+    gather=dict(type="list", elements="str", choices=list(hf.GATHER_CHOICES), default=list(hf.GATHER_CHOICES)),
+    sysfs_root=dict(type="path", default="/sys"),
+    pci_devices_path=dict(type="path"),
+    nvswitch_device_ids=dict(type="list", elements="str", default=list(hf.DEFAULT_NVSWITCH_DEVICE_IDS)),
+    proc_root=dict(type="path", default="/proc"),
+    ports=dict(type="list", elements="int", default=[]),
+    paths=dict(type="list", elements="path", default=[]),
+)
+
+
+def make_fs(module):
+    """The filesystem the logic reads; unit tests may patch this to return a fake."""
+    return hf.LocalFs()
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = dict((key, module.params[key]) for key in ARGUMENT_SPEC)
+    bad_ports = [port for port in params["ports"] if not 0 < port < 65536]
+    if bad_ports:
+        module.fail_json(msg="host_facts: ports %s are not TCP ports (1-65535); fix the ports option" % bad_ports)
+    try:
+        result = hf.gather(make_fs(module), params)
+    except hf.HostFactsError as exc:
+        module.fail_json(msg="host_facts could not read the host: %s" % exc)
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
