@@ -77,9 +77,9 @@ options:
     description:
       - Absolute paths to measure for V(disk). A relative path fails the task (it would be measured from wherever
         the module happens to run).
-      - RV(disk) is keyed by each path exactly as given here.
+      - RV(disk) is keyed by each path exactly as given here; no C(~) or environment variable is expanded.
     type: list
-    elements: path
+    elements: str
     default: []
 notes:
   - Seeing the owner of another user's socket needs root (C(become)), as with C(ss -p). Without it such a listener
@@ -316,7 +316,7 @@ ARGUMENT_SPEC = dict(
     nvswitch_device_ids=dict(type="list", elements="str", default=list(hf.DEFAULT_NVSWITCH_DEVICE_IDS)),
     proc_root=dict(type="path", default="/proc"),
     ports=dict(type="list", elements="int", default=[]),
-    paths=dict(type="list", elements="path", default=[]),
+    paths=dict(type="list", elements="str", default=[]),
 )
 
 
