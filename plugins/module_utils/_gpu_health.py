@@ -10,7 +10,9 @@ one failure message a technician can act on.
 
 from __future__ import annotations
 
+import functools
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils._nvml import (
     DEVICE_FIELDS,
@@ -148,7 +150,21 @@ def parse_version(text):
 
 
 def _mib(value):
-    return None if value is None else int(value) // MIB
+    """Bytes -> whole MiB, rounded UP, as nvidia-smi rounds.
+
+    nvidia-smi prints ceil(bytes / 1 MiB) for every memory figure (memory.total, .reserved,
+    .used, .free and the compute processes' used_memory), so any remainder counts as one more
+    MiB.  Derived from NVML's bytes and nvidia-smi's MiB read back to back on the device
+    machine (tests/gpu/probe_mib_rounding.py; tests/fixtures/nvml/h200-mib-samples.json):
+    an H200's reserved 644939776 B = 615.0625 MiB prints as 616 and its free
+    149458911232 B = 142535.125 MiB as 142536, which only rounding up explains (floor and
+    round-to-nearest give 615 and 142535).  Whole MiB stay as they are (total 150754820096 B
+    = 143771 MiB; the H100's 81559 / 480 / 81079 MiB).  So used + free + reserved may exceed
+    total by a MiB or two, exactly as in nvidia-smi's own output.
+    """
+    if value is None:
+        return None
+    return -(-int(value) // MIB)
 
 
 def _watts(milliwatts):
@@ -160,13 +176,28 @@ def _enabled(value):
 
 
 # --------------------------------------------------------------------------- collecting
-def collect(nvml, fields=DEVICE_FIELDS, clock=time.perf_counter):
+# The GPUs of a host are read at the same time, one thread per GPU, at most this many.
+MAX_READ_THREADS = 16
+
+
+def collect(nvml, fields=DEVICE_FIELDS, clock=time.perf_counter, threads=None):
     """Read everything from an initialised NVML interface into plain data.
 
     Returns ``{"driver_version", "nvml_version", "cuda_driver_version", "device_count",
-    "devices": [{"index", "values", "unsupported", "errors", "lost"}], "collect_ms"}``.
+    "devices": [{"index", "values", "unsupported", "errors", "lost"}], "handles",
+    "gpu_read_ms", "collect_ms"}``, devices and handles in index order.
     A NotSupported field lands in ``unsupported``; any other failure in ``errors``;
     GPU-is-lost stops reading that GPU and sets ``lost``.
+
+    The first read of a field after nvmlInit costs far more than later ones (about 8-17 ms
+    per GPU in all, measured on an H100 and an H200, tests/gpu/results/), and evaluate()
+    always starts from a fresh nvmlInit.  So each GPU is read in a thread of its own
+    (``threads`` at most, default MAX_READ_THREADS): NVML is thread-safe, and GPUs that
+    answer at the same time pay that warm-up side by side instead of one after the other.
+    The fields of ONE GPU stay in order in one thread: reading them in parallel was slower
+    on the H200 (19 ms instead of 11 ms, NVML serialises one GPU's calls).  Each thread
+    fills only its own GPU's entry, so the result does not depend on which GPU answers
+    first.  One GPU, or ``threads=1``, is read in the calling thread.
     """
     start = clock()
     snap = {"driver_version": None, "nvml_version": None, "cuda_driver_version": None, "system_errors": {}}
@@ -178,34 +209,45 @@ def collect(nvml, fields=DEVICE_FIELDS, clock=time.perf_counter):
             snap["system_errors"][key] = _error_text(exc)
     count = nvml.device_count()
     snap["device_count"] = count
-    devices = []
-    handles = []
-    for index in range(count):
-        dev = {"index": index, "values": {}, "unsupported": [], "errors": {}, "lost": False}
-        devices.append(dev)
-        try:
-            handle = nvml.device_handle(index)
-        except NvmlError as exc:
-            dev["lost"] = True
-            dev["errors"]["handle"] = _error_text(exc)
-            handles.append(None)
-            continue
-        handles.append(handle)
-        for field in fields:
-            try:
-                dev["values"][field] = nvml.read(handle, field)
-            except NvmlNotSupported:
-                dev["unsupported"].append(field)
-            except NvmlGpuLost as exc:
-                dev["lost"] = True
-                dev["errors"][field] = _error_text(exc)
-                break
-            except NvmlError as exc:
-                dev["errors"][field] = _error_text(exc)
-    snap["devices"] = devices
-    snap["handles"] = handles
+    read = functools.partial(_read_gpu, nvml, fields, clock)
+    workers = min(count, threads or MAX_READ_THREADS)
+    if workers <= 1:
+        results = [read(index) for index in range(count)]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gpu_health") as pool:
+            futures = [pool.submit(read, index) for index in range(count)]
+        # Leaving the block waited for every thread, so NVML is never shut down under a
+        # reader; an unexpected exception (a bug) is raised here, the lowest GPU index first.
+        results = [future.result() for future in futures]
+    snap["devices"] = [dev for dev, _handle, _ms in results]
+    snap["handles"] = [handle for _dev, handle, _ms in results]
+    snap["gpu_read_ms"] = [ms for _dev, _handle, ms in results]
     snap["collect_ms"] = round((clock() - start) * 1000.0, 3)
     return snap
+
+
+def _read_gpu(nvml, fields, clock, index):
+    """One GPU's handle and fields, in order; returns (device entry, handle or None, ms)."""
+    start = clock()
+    dev = {"index": index, "values": {}, "unsupported": [], "errors": {}, "lost": False}
+    try:
+        handle = nvml.device_handle(index)
+    except NvmlError as exc:
+        dev["lost"] = True
+        dev["errors"]["handle"] = _error_text(exc)
+        return dev, None, round((clock() - start) * 1000.0, 3)
+    for field in fields:
+        try:
+            dev["values"][field] = nvml.read(handle, field)
+        except NvmlNotSupported:
+            dev["unsupported"].append(field)
+        except NvmlGpuLost as exc:
+            dev["lost"] = True
+            dev["errors"][field] = _error_text(exc)
+            break
+        except NvmlError as exc:
+            dev["errors"][field] = _error_text(exc)
+    return dev, handle, round((clock() - start) * 1000.0, 3)
 
 
 def _error_text(exc):
@@ -727,8 +769,11 @@ def validate_params(params):
                              % (", ".join(unknown), ", ".join(CLOCK_EVENT_NAMES)))
 
 
-def evaluate(nvml, params, clock=time.perf_counter):
+def evaluate(nvml, params, clock=time.perf_counter, threads=None):
     """Init NVML, collect, check, shut down.  Returns the module's result (without changed/msg).
+
+    ``threads``: how many GPUs collect() reads at the same time (None: its default; 1: one
+    after the other, as before 2026-11-29).
 
     Raises NvmlUnavailable when NVML cannot start (the module decides whether that fails),
     GpuHealthError for bad parameters.
@@ -744,7 +789,7 @@ def evaluate(nvml, params, clock=time.perf_counter):
     init_ms = round((clock() - start) * 1000.0, 3)
     try:
         try:
-            snap = collect(nvml, clock=clock)
+            snap = collect(nvml, clock=clock, threads=threads)
         except NvmlError as exc:
             raise NvmlUnavailable("NVML was initialised but could not list the GPUs: %s" % _error_text(exc))
         events, note = [], None

@@ -258,7 +258,10 @@ gpus:
     pci_bus_id: {description: "PCI bus id (domain:bus:device.function).", type: str}
     vbios_version: {description: "VBIOS version.", type: str}
     compute_capability: {description: "CUDA compute capability, major.minor.", type: str}
-    memory: {description: "C(total_mib), C(used_mib), C(free_mib), C(reserved_mib) (reserved is null with older drivers).", type: dict}
+    memory:
+      description: "C(total_mib), C(used_mib), C(free_mib), C(reserved_mib) (reserved is null with older drivers); bytes rounded up
+        to whole MiB, as nvidia-smi rounds them."
+      type: dict
     temperature: {description: "C(gpu_c), C(slowdown_c), C(shutdown_c) in degrees C.", type: dict}
     power: {description: "C(draw_w), C(limit_w) (enforced limit) in watts.", type: dict}
     utilization: {description: "C(gpu_pct), C(memory_pct).", type: dict}
@@ -273,7 +276,7 @@ gpus:
     persistence_mode: {description: "Persistence mode on.", type: bool}
     compute_mode: {description: "C(Default), C(Exclusive_Process) or C(Prohibited).", type: str}
     mig_mode: {description: "C(current), C(pending) booleans.", type: dict}
-    processes: {description: "Compute processes: C(pid), C(name), C(used_memory_mib).", type: list, elements: dict}
+    processes: {description: "Compute processes: C(pid), C(name), C(used_memory_mib) (rounded up, as nvidia-smi does).", type: list, elements: dict}
     xid_events_supported: {description: "Whether the GPU reports XID events to NVML.", type: bool}
     unsupported: {description: "Fields NVML answered Not Supported for.", type: list, elements: str}
     errors: {description: "Fields that failed with another NVML error, with the error.", type: dict}
@@ -309,7 +312,8 @@ xid_watch_note:
   returned: always
   type: str
 timing_ms:
-  description: Time spent in nvmlInit (C(init)) and in reading all fields (C(collect)), in milliseconds.
+  description: Time spent in nvmlInit (C(init)) and in reading all fields of all GPUs (C(collect); the GPUs are read in parallel,
+    one thread each), in milliseconds.
   returned: always
   type: dict
   sample: {init: 9.6, collect: 21.3}

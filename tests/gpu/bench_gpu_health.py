@@ -9,7 +9,10 @@ Measures, through the same code the module runs (_gpu_health.evaluate with the p
   - the first evaluate() in the process (loads libnvidia-ml),
   - evaluate() again and again: nvmlInit + every field of every GPU + checks + nvmlShutdown,
   - collect() alone with NVML kept initialised,
-  - each field's own cost, to show where the time goes.
+  - each field's own cost, to show where the time goes,
+  - evaluate(threads=1): the GPUs read one after the other (as before 2026-11-29),
+  - on a host with several GPUs, evaluate() on the first 1, 2, N/2 and N GPUs, in parallel and
+    one after the other: (median for N - median for 1) / (N - 1) is the cost of each further GPU.
 Target from the issue: <= 50 ms for one GPU, <= 10 ms per further GPU.
 With --out, also writes the adapter's raw answers for every field (adapter_snapshot.json):
 a fuller recording than tests/fixtures/nvml/h100-nvml-calls.json, for future fakes.
@@ -36,6 +39,16 @@ def import_collection():
     sys.path.insert(0, tmp)
     from ansible_collections.onprem.llm_serving.plugins.module_utils import _gpu_health, _nvml  # pylint: disable=import-outside-toplevel
     return _gpu_health, _nvml
+
+
+def first_gpus(backend_class, k):
+    """The real adapter, showing only the first k GPUs (for the cost of each further GPU)."""
+
+    class Limited(backend_class):
+        def device_count(self):
+            return min(k, super(Limited, self).device_count())
+
+    return Limited()
 
 
 def stats(values):
@@ -72,16 +85,40 @@ def main(argv=None):
     print("GPUs: %d (%s), driver %s, NVML %s" % (count, names, first["driver_version"], first["nvml_version"]))
     print("first evaluate() in the process (library load included): %.2f ms; its own timing_ms %s" % (cold, first["timing_ms"]))
 
-    full, init, coll = [], [], []
+    full, init, coll, seq, per_gpu = [], [], [], [], []
     for _round in range(args.rounds):
+        # the default (GPUs in parallel threads) and one GPU after the other take turns
         t0 = time.perf_counter()
         result = gh.evaluate(backend, {})
         full.append((time.perf_counter() - t0) * 1000)
         init.append(result["timing_ms"]["init"])
         coll.append(result["timing_ms"]["collect"])
+        t0 = time.perf_counter()
+        gh.evaluate(backend, {}, threads=1)
+        seq.append((time.perf_counter() - t0) * 1000)
     print("evaluate() (nvmlInit + all fields + checks + nvmlShutdown): %s" % stats(full))
     print("  of which nvmlInit:                                   %s" % stats(init))
     print("  of which collect (all fields, all GPUs):             %s" % stats(coll))
+    print("evaluate(threads=1), the GPUs one after the other:     %s" % stats(seq))
+    if count > 1:
+        # evaluate() on the first k GPUs only: the cost of each further GPU, in parallel and in turn
+        medians = {}
+        for k in sorted(set((1, 2, max(1, count // 2), count))):
+            limited = first_gpus(nvml.PynvmlBackend, k)
+            for threads in (None, 1):
+                times = []
+                for _round in range(args.rounds):
+                    t0 = time.perf_counter()
+                    gh.evaluate(limited, {}, threads=threads)
+                    times.append((time.perf_counter() - t0) * 1000)
+                medians[(k, threads)] = statistics.median(times)
+                print("evaluate() on the first %d GPU(s), %-22s %s" % (k, "parallel:" if threads is None else "one after the other:",
+                                                                      stats(times)))
+        for threads, label in ((None, "parallel"), (1, "one after the other")):
+            print("per further GPU (%s): (median for %d GPUs - median for 1) / %d = %.2f ms"
+                  % (label, count, count - 1, (medians[(count, threads)] - medians[(1, threads)]) / (count - 1)))
+    else:
+        print("per further GPU: not measurable on a host with one GPU")
 
     backend.init()
     try:

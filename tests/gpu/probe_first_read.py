@@ -11,7 +11,8 @@ one of these ways, then nvmlShutdown (the variants take turns, round by round):
   sequential     one field after the other, GPU after GPU (gpu_health before 2026-11-29)
   gpu_threads    one thread per GPU, each reading its GPU's fields in order
   field_threads  one thread per field and GPU, all at once (is NVML serialised per GPU?)
-and the same three with NVML kept initialised (no first-read cost), for comparison.
+and the same three with NVML kept initialised (no first-read cost), for comparison; then a
+cold pass split into its steps (init, version getters, device count, handles, fields, shutdown).
 """
 
 from __future__ import annotations
@@ -110,6 +111,27 @@ def main(argv=None):
         print("all fields, NVML kept initialised, %-11s %s" % (name + ":", stats(warm[name])))
     seq_cold, seq_warm = statistics.median(cold["sequential"]), statistics.median(warm["sequential"])
     print("first-read cost (sequential, cold - warm medians): %.2f ms for %d GPU(s)" % (seq_cold - seq_warm, count))
+    # Where a whole cold pass goes, step by step (evaluate()'s order, one GPU after the other).
+    steps = ("nvmlInit", "versions", "device_count", "handles", "fields", "nvmlShutdown")
+    parts = dict((step, []) for step in steps)
+    for _round in range(args.rounds):
+        marks = [time.perf_counter()]
+        backend.init()
+        marks.append(time.perf_counter())
+        for getter in (backend.driver_version, backend.nvml_version, backend.cuda_driver_version):
+            getter()
+        marks.append(time.perf_counter())
+        backend.device_count()
+        marks.append(time.perf_counter())
+        handles = [backend.device_handle(i) for i in range(count)]
+        marks.append(time.perf_counter())
+        sequential(nvml, backend, handles)
+        marks.append(time.perf_counter())
+        backend.shutdown()
+        marks.append(time.perf_counter())
+        for i, step in enumerate(steps):
+            parts[step].append((marks[i + 1] - marks[i]) * 1000)
+    print("cold pass, median ms per step: " + ", ".join("%s %.2f" % (step, statistics.median(parts[step])) for step in steps))
     return 0
 
 

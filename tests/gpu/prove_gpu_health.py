@@ -261,8 +261,10 @@ def compare_gpu(table, gpu, q, xml_gpu, apps, top):
     mem = gpu["memory"]
     exact("memory.total_mib", mem["total_mib"], "memory.total", "int")
     exact("memory.reserved_mib", mem["reserved_mib"], "memory.reserved", "int")
-    near("memory.used_mib", mem["used_mib"], "memory.used", 64, note="memory.used (read seconds apart)")
-    near("memory.free_mib", mem["free_mib"], "memory.free", 64, note="memory.free (read seconds apart)")
+    # Every MiB field exactly: the helper's load holds still while both sides read, and both
+    # round bytes up to whole MiB (tests/gpu/probe_mib_rounding.py).
+    exact("memory.used_mib", mem["used_mib"], "memory.used", "int", note="memory.used (steady load, exact)")
+    exact("memory.free_mib", mem["free_mib"], "memory.free", "int", note="memory.free (steady load, exact)")
     near("temperature.gpu_c", gpu["temperature"]["gpu_c"], "temperature.gpu", 3)
     slow, shut, how = xml_thresholds(xml_gpu)
     table.add(p + "temperature.slowdown_c", gpu["temperature"]["slowdown_c"], slow, gpu["temperature"]["slowdown_c"] == slow,
@@ -293,9 +295,8 @@ def compare_gpu(table, gpu, q, xml_gpu, apps, top):
     near("clocks.sm_mhz", gpu["clocks"]["sm_mhz"], "clocks.sm", 400, note="clocks.sm (changes with load)")
     mine = sorted((a["pid"], a["used_mib"]) for a in apps if a["bus_id"].lower() == gpu["pci_bus_id"].lower())
     ours = sorted((pr["pid"], pr["used_memory_mib"]) for pr in gpu["processes"] or [])
-    ok = [x[0] for x in ours] == [x[0] for x in mine] and all(
-        a[1] is None or b[1] is None or abs(a[1] - b[1]) <= 2 for a, b in zip(ours, mine))
-    table.add(p + "processes", ours or "none", mine or "none", ok, "--query-compute-apps pid,used_memory")
+    ok = ours == mine
+    table.add(p + "processes", ours or "none", mine or "none", ok, "--query-compute-apps pid,used_memory (exact)")
     table.add(p + "xid_events_supported", gpu["xid_events_supported"], "(no nvidia-smi field)", gpu["xid_events_supported"] is not None,
               "informative: NVML only")
     table.add(p + "unsupported", ",".join(gpu["unsupported"]) or "none", "", True, "fields NVML answered Not Supported")

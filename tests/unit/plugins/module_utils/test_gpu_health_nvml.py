@@ -103,6 +103,26 @@ def test_memory_v2_reports_reserved(lib):
     assert gpu["memory"] == {"total_mib": 81559, "used_mib": 0, "free_mib": 81079, "reserved_mib": 480}
 
 
+def test_memory_v2_of_the_h200_rounds_up_like_nvidia_smi(lib):
+    """The H200's real bytes (tests/fixtures/nvml/h200-mib-samples.json, state "context") through real pynvml."""
+    fake_lib = lib()
+    fake_lib.memory_v2[0] = {"total": 150754820096, "reserved": 644939776, "free": 149458911232, "used": 650969088}
+    gpu = gh.evaluate(_nvml.PynvmlBackend(), {})["gpus"][0]
+    assert gpu["memory"] == {"total_mib": 143771, "used_mib": 621, "free_mib": 142536, "reserved_mib": 616}
+
+
+def test_four_gpus_through_real_pynvml_in_threads_equal_one_after_the_other(lib):
+    fake_lib = lib(count=4)
+    for index in range(4):
+        fake_lib.memory_v2[index] = {"total": 150754820096, "reserved": 644939776, "free": 150109880320 - index * 2 ** 21,
+                                     "used": index * 2 ** 21}
+    parallel = gh.evaluate(_nvml.PynvmlBackend(), {})
+    sequential = gh.evaluate(_nvml.PynvmlBackend(), {}, threads=1)
+    assert parallel["gpus"] == sequential["gpus"]
+    assert [g["memory"]["used_mib"] for g in parallel["gpus"]] == [0, 2, 4, 6]
+    assert parallel["healthy"] is True
+
+
 def test_old_driver_without_clock_event_reasons_falls_back(lib, monkeypatch):
     fake_lib = lib()
     monkeypatch.delattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons")
