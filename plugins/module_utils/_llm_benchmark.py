@@ -8,16 +8,22 @@ Standard library only. Three parts:
 
 1. Workloads (fixed seed): ``random`` prompts of given input/output lengths and
    ``prefix_repetition`` (N shared prefixes + random suffixes, shuffled), after vLLM's datasets.
+   Text prompts have exact token counts by the server's own tokenizer (vLLM's /tokenize, or
+   usage.prompt_tokens of 1-token requests), as vLLM's random dataset has by the model's tokenizer:
+   a random prompt is ``input_len`` tokens as the server counts them, its own special tokens included.
 2. A load generator on asyncio with a raw HTTP/1.1 client (keep-alive pool, chunked decoding,
    TLS through ssl.SSLContext): closed loop (``max_concurrency`` requests in flight, all
    requests released at once, as ``--max-concurrency N --request-rate inf``) or open loop
    (Poisson arrivals at ``request_rate``, gamma intervals rescaled so the last arrival is at
-   N / rate, as vLLM's get_request does).
+   N / rate, as vLLM's get_request does). As in ``vllm bench serve``: one test request, then
+   the warm-ups, then the measured requests, all on one connection pool; the body fields of
+   vLLM's openai / openai-chat request functions; the GC heap frozen during the run.
 3. Metrics computed exactly as vllm/benchmarks/serve.py ``calculate_metrics`` and
    lib/endpoint_request_func.py do (vLLM 0.32):
 
    - TTFT: arrival of the first SSE event whose ``choices`` is non-empty minus the request's
-     start (taken just before the connection is acquired and the request sent).
+     start (taken just before the connection is acquired and the request sent). Each event
+     gets its own timestamp when it is parsed, as in vLLM (not one per network read).
    - ITL: gaps between successive such events, pooled over all successful requests.
    - E2EL (``latency``): arrival of the LAST token-bearing event minus the start (the usage
      chunk and ``[DONE]`` do not move it).
@@ -39,6 +45,7 @@ Standard library only. Three parts:
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import random
@@ -48,6 +55,7 @@ import time
 from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_http import (
     LlmConfigError,
     LlmHttpError,
+    LlmProtocolError,
     parse_prometheus,
 )
 
@@ -110,39 +118,62 @@ def p_word(p):
 # ---------------------------------------------------------------------------------------------
 # Workloads
 # ---------------------------------------------------------------------------------------------
-def _lengths(rng, base, range_ratio):
-    lo = int(base * (1 - range_ratio))
-    hi = int(base * (1 + range_ratio))
-    return max(1, rng.randint(max(lo, 1), max(hi, 1)))
+def _length_range(base, range_ratio):
+    """[low, high] like vLLM's get_sampling_params: floor(base*(1-r)) .. ceil(base*(1+r))."""
+    return int(math.floor(base * (1 - range_ratio))), int(math.ceil(base * (1 + range_ratio)))
 
 
-def _tokens(rng, n, vocab_size, token_ids, words_per_token=1.0):
-    if token_ids:
-        # Skip the lowest ids, where tokenizers keep their special tokens.
-        low = min(16, max(vocab_size - 1, 0))
-        return [rng.randrange(low, vocab_size) for _i in range(n)]
-    return [rng.choice(WORDS) for _i in range(max(1, int(round(n * words_per_token))))]
+def _token_ids(rng, n, vocab_size):
+    # Skip the lowest ids, where tokenizers keep their special tokens.
+    low = min(16, max(vocab_size - 1, 0))
+    return [rng.randrange(low, vocab_size) for _i in range(n)]
 
 
-def _join(tokens, token_ids):
-    return list(tokens) if token_ids else " ".join(tokens)
+def _plain_words(rng, n):
+    """Uncalibrated text: one word of the list per token (the best guess without a token counter)."""
+    return [rng.choice(WORDS) for _i in range(max(1, n))]
 
 
 def build_workload(kind="random", num_prompts=100, input_len=128, output_len=128, seed=0, range_ratio=0.0, prefix_len=256, suffix_len=256,
-                   num_prefixes=10, token_ids=False, vocab_size=32000, words_per_token=1.0):
+                   num_prefixes=10, token_ids=False, vocab_size=32000, calibration=None):
     """A list of {"prompt", "prompt_len", "output_len"}; same arguments, same list.
 
-    Text prompts hold ``round(tokens * words_per_token)`` words, so that they come close to the wanted
-    token counts once ``calibrate_words_per_token`` has measured the server's tokenizer.
+    ``prompt_len`` is the number of prompt tokens the server is expected to count (``usage.prompt_tokens``).
+
+    - ``token_ids``: prompts are lists of ids; the server adds nothing to them, so a random prompt has exactly
+      ``input_len`` ids.
+    - text with ``calibration`` (from :func:`calibrate_prompt_tokens`): exact token counts by the server's own
+      tokenizer. As in vLLM's random dataset, ``input_len`` is what the server counts, the tokens the server adds
+      itself (BOS, a template) included: the text carries ``input_len - overhead`` tokens. ``prefix_repetition``
+      prompts carry ``prefix_len + suffix_len`` tokens of text, the server's own tokens come on top (as in vLLM).
+    - text without calibration: one word per token (no way to count them).
+
+    Lengths: ``range_ratio`` draws each length from [floor(n*(1-r)), ceil(n*(1+r))] (at least 1 output token), where
+    n is the input length less the server's own tokens, as vLLM's get_sampling_params does.
     """
     rng = random.Random(seed)
+    overhead = 0
+    if calibration and not token_ids:
+        overhead = calibration["overhead"]
     reqs = []
     if kind == "random":
+        real = input_len - overhead
+        in_lo, in_hi = _length_range(real, range_ratio)
+        out_lo, out_hi = _length_range(output_len, range_ratio)
+        out_lo, out_hi = max(out_lo, 1), max(out_hi, 1)
+        if in_lo < 1:
+            raise LlmConfigError("input_len %d leaves %d prompt tokens (range_ratio %s) once the %d tokens the server adds itself are taken off; "
+                                 "raise input_len or lower range_ratio" % (input_len, in_lo, range_ratio, overhead))
         for _i in range(num_prompts):
-            n_in = _lengths(rng, input_len, range_ratio)
-            n_out = _lengths(rng, output_len, range_ratio)
-            reqs.append({"prompt": _join(_tokens(rng, n_in, vocab_size, token_ids, words_per_token), token_ids), "prompt_len": n_in,
-                         "output_len": n_out})
+            n_in = rng.randint(in_lo, in_hi)
+            n_out = rng.randint(out_lo, out_hi)
+            if token_ids:
+                prompt = _token_ids(rng, n_in, vocab_size)
+            elif calibration:
+                prompt = compose_prompt(rng, calibration, overhead + n_in)[0]
+            else:
+                prompt = " ".join(_plain_words(rng, n_in))
+            reqs.append({"prompt": prompt, "prompt_len": overhead + n_in, "output_len": n_out})
         return reqs
     if kind == "prefix_repetition":
         per_prefix = num_prompts // num_prefixes if num_prefixes else 0
@@ -150,29 +181,208 @@ def build_workload(kind="random", num_prompts=100, input_len=128, output_len=128
             raise LlmConfigError("num_prompts (%d) must be at least num_prefixes (%d) for the prefix_repetition workload; raise num_prompts or "
                                  "lower num_prefixes" % (num_prompts, num_prefixes))
         for _p in range(num_prefixes):
-            prefix = _tokens(rng, prefix_len, vocab_size, token_ids, words_per_token)
+            if token_ids:
+                prefix = _token_ids(rng, prefix_len, vocab_size)
+            elif calibration:
+                prefix = compose_prompt(rng, calibration, overhead + prefix_len)[0]
+            else:
+                prefix = " ".join(_plain_words(rng, prefix_len))
             for _i in range(per_prefix):
-                suffix = _tokens(rng, suffix_len, vocab_size, token_ids, words_per_token)
-                reqs.append({"prompt": _join(prefix + suffix, token_ids), "prompt_len": prefix_len + suffix_len, "output_len": output_len})
+                if token_ids:
+                    prompt = prefix + _token_ids(rng, suffix_len, vocab_size)
+                elif calibration:
+                    prompt = prefix + " " + " ".join(compose_words(rng, calibration, suffix_len)[0])
+                else:
+                    prompt = prefix + " " + " ".join(_plain_words(rng, suffix_len))
+                reqs.append({"prompt": prompt, "prompt_len": overhead + prefix_len + suffix_len, "output_len": output_len})
         rng.shuffle(reqs)
         return reqs
     raise LlmConfigError("workload %r is unknown; choose one of %s" % (kind, ", ".join(WORKLOADS)))
 
 
-def calibrate_words_per_token(http_client, model, words=200, seed=12345):
-    """Words of the fixed list per token of the server's tokenizer, from usage.prompt_tokens of one
-    1-token completion of a ``words``-word prompt. Returns (ratio, prompt_tokens); (1.0, None) when the
-    server gives no usage (then one word is taken as one token)."""
-    rng = random.Random(seed)
-    prompt = " ".join(rng.choice(WORDS) for _i in range(words))
-    try:
-        data, _resp = http_client.call_json("POST", "/v1/completions", {"model": model, "prompt": prompt, "max_tokens": 1, "stream": False})
-    except LlmHttpError:  # no completions API (chat-only server): fall back to one word per token
-        return 1.0, None
-    tokens = (data.get("usage") or {}).get("prompt_tokens")
-    if not tokens:
-        return 1.0, None
-    return float(words) / tokens, tokens
+# ---------------------------------------------------------------------------------------------
+# Exact prompt lengths by the server's tokenizer
+# ---------------------------------------------------------------------------------------------
+# vLLM's random dataset decodes random token ids with the model's tokenizer and re-encodes the text until it is
+# exactly input_len tokens (gen_prompt_decode_to_target_len), taking the tokens the tokenizer adds itself
+# (num_special_tokens_to_add) off input_len first. This module has no tokenizer (no transformers), so it measures
+# the server's: the token cost of each word of a fixed list, by a token counter - vLLM's /tokenize (exact, no
+# generation), or usage.prompt_tokens of a 1-token generation (any OpenAI-compatible server, Ollama included). Words
+# separated by spaces cost the sum of their costs in BPE and SentencePiece tokenizers (no merge crosses a space), so a
+# prompt of words whose costs add up to n is n tokens; single letters (one token in nearly every vocabulary) fill
+# the last tokens exactly.
+ANCHOR = "a"
+FILLERS = tuple("abcdefghijklmnopqrstuvwxyz")
+CALIBRATION_GROUP = 8
+COUNTERS = ("auto", "tokenize", "usage", "none")
+
+
+class TokenCounter(object):
+    """Counts the prompt tokens the server sees for one request whose user text is ``text``.
+
+    ``method`` is ``tokenize`` (vLLM's POST /tokenize: the completions prompt with the special tokens the server adds,
+    or the chat messages with the template and generation prompt) or ``usage`` (usage.prompt_tokens of a
+    1-token, non-streamed request on the benchmarked API). Counts are cached; ``calls`` counts server calls.
+    """
+
+    def __init__(self, http_client, model, api, method):
+        self.http = http_client
+        self.model = model
+        self.api = api
+        self.method = method
+        self.calls = 0
+        self._cache = {}
+
+    def _body(self, text):
+        if self.method == "tokenize":
+            if self.api == "chat":
+                return "/tokenize", {"model": self.model, "messages": [{"role": "user", "content": text}], "add_generation_prompt": True}
+            return "/tokenize", {"model": self.model, "prompt": text}
+        if self.api == "chat":
+            return "/v1/chat/completions", {"model": self.model, "messages": [{"role": "user", "content": text}], "max_tokens": 1, "stream": False}
+        return "/v1/completions", {"model": self.model, "prompt": text, "max_tokens": 1, "stream": False}
+
+    def count(self, text):
+        if text in self._cache:
+            return self._cache[text]
+        path, body = self._body(text)
+        self.calls += 1
+        data, _resp = self.http.call_json("POST", path, body)
+        if self.method == "tokenize":
+            value = data.get("count") if isinstance(data, dict) else None
+            if value is None and isinstance(data, dict) and isinstance(data.get("tokens"), list):
+                value = len(data["tokens"])
+        else:
+            value = ((data.get("usage") or {}) if isinstance(data, dict) else {}).get("prompt_tokens")
+        if not isinstance(value, int) or value < 0:
+            raise LlmProtocolError("POST", self.http.url_for(path), "the answer carries no token count (%s); set prompt_calibration to "
+                                   "another method or none." % ("count" if self.method == "tokenize" else "usage.prompt_tokens"),
+                                   body=json.dumps(data)[:300])
+        self._cache[text] = value
+        return value
+
+
+def token_counter(http_client, model, api, method="auto"):
+    """The TokenCounter to use, or None for ``none`` or when ``auto`` finds no way to count.
+
+    ``auto`` tries vLLM's /tokenize, then usage.prompt_tokens of a 1-token request; a forced method that does not
+    work raises the HTTP error, which says why.
+    """
+    if method == "none":
+        return None
+    for m in (("tokenize", "usage") if method == "auto" else (method,)):
+        counter = TokenCounter(http_client, model, api, m)
+        try:
+            counter.count(ANCHOR)
+        except LlmHttpError:
+            if method != "auto":
+                raise
+            continue
+        return counter
+    return None
+
+
+def calibrate_prompt_tokens(counter, words=None, group=CALIBRATION_GROUP):
+    """Token cost of each word after a space, and the server's own tokens, measured with ``counter``.
+
+    Every prompt starts with the anchor word; ``base`` = count(anchor) is what the server counts for it alone (its
+    special tokens, its template, the anchor); a word w costs count(anchor + " " + w) - base. Words are first
+    measured in groups of ``group`` (a group costing one token per word needs no more calls), then one by one.
+    ``overhead`` = base - cost of the anchor mid-text: the tokens the server adds itself.
+    Returns {"method", "base", "overhead", "costs": {word: tokens}, "calls"}.
+    """
+    items = list(FILLERS) + [w for w in (words or WORDS) if w not in FILLERS]
+    calls0 = counter.calls
+    base = counter.count(ANCHOR)
+    costs = {}
+
+    def cost_of(ws):
+        return counter.count(ANCHOR + " " + " ".join(ws)) - base
+
+    for i in range(0, len(items), group):
+        chunk = items[i:i + group]
+        if len(chunk) > 1 and cost_of(chunk) == len(chunk):
+            costs.update((w, 1) for w in chunk)
+            continue
+        for w in chunk:
+            c = cost_of([w])
+            if c >= 1:
+                costs[w] = c
+    if ANCHOR not in costs:
+        raise LlmProtocolError("POST", "", "the token counter gives %r no token of its own; the counts are not usable, set "
+                               "prompt_calibration=none" % ANCHOR)
+    return {"method": counter.method, "base": base, "overhead": base - costs[ANCHOR], "costs": costs, "calls": counter.calls - calls0}
+
+
+def _reachable(costs, limit):
+    """reachable[r]: r tokens can be made of words with these costs (unbounded knapsack)."""
+    distinct = sorted(set(costs))
+    ok = [False] * (limit + 1)
+    ok[0] = True
+    for r in range(1, limit + 1):
+        ok[r] = any(c <= r and ok[r - c] for c in distinct)
+    return ok
+
+
+def compose_words(rng, calibration, tokens):
+    """Random words whose token costs add up to ``tokens`` (or as close as the costs allow); returns (words, error)."""
+    costs = calibration["costs"]
+    items = sorted(costs)
+    cache = calibration.setdefault("_reachable", [True])
+    if len(cache) <= tokens:
+        cache[:] = _reachable(costs.values(), max(tokens, 2 * len(cache)))
+    by_cost = {}
+    for w in items:
+        by_cost.setdefault(costs[w], []).append(w)
+    left = tokens
+    out = []
+    while left > 0:
+        w = rng.choice(items)
+        c = costs[w]
+        if c > left or not cache[left - c]:
+            fits = [k for k in by_cost if k <= left and cache[left - k]]
+            if not fits:
+                break
+            w = rng.choice(by_cost[rng.choice(fits)])
+            c = costs[w]
+        out.append(w)
+        left -= c
+    return out, -left
+
+
+def compose_prompt(rng, calibration, total):
+    """A text prompt the server counts as ``total`` tokens: the anchor word, then words worth total - base tokens.
+    Returns (text, expected error in tokens)."""
+    words, error = compose_words(rng, calibration, max(total - calibration["base"], 0))
+    if total < calibration["base"]:
+        error = calibration["base"] - total
+    return " ".join([ANCHOR] + words), error
+
+
+def align_prompts(counter, requests, calibration, seed=0, limit=None, retries=10):
+    """Count ``requests[:limit]`` with the server's counter and redraw any prompt that is off (up to ``retries``
+    times, keeping the closest), as vLLM's gen_prompt_decode_to_target_len retries. Random workload only (the
+    prompts of prefix_repetition share prefixes). Returns {"checked", "exact", "max_error", "calls"}."""
+    rng = random.Random(seed + 7919)
+    calls0 = counter.calls
+    checked = exact = 0
+    worst = 0
+    for req in requests[:limit] if limit is not None else requests:
+        if not isinstance(req["prompt"], str):
+            continue
+        want = req["prompt_len"]
+        got = counter.count(req["prompt"])
+        tries = 0
+        while got != want and tries < retries:
+            tries += 1
+            text = compose_prompt(rng, calibration, want)[0]
+            n = counter.count(text)
+            if abs(n - want) < abs(got - want):
+                req["prompt"], got = text, n
+        checked += 1
+        exact += got == want
+        worst = max(worst, abs(got - want))
+    return {"checked": checked, "exact": exact, "max_error": worst, "calls": counter.calls - calls0}
 
 
 def arrival_offsets(n, request_rate, burstiness=1.0, seed=0):
@@ -196,8 +406,8 @@ def arrival_offsets(n, request_rate, burstiness=1.0, seed=0):
 def request_body(api, model, req, ignore_eos=False, extra_body=None):
     """The JSON body vllm bench serve sends for the openai (completions) and openai-chat backends."""
     if api == "chat":
-        body = {"model": model, "messages": [{"role": "user", "content": req["prompt"]}], "max_completion_tokens": req["output_len"],
-                "stream": True, "stream_options": {"include_usage": True}}
+        body = {"model": model, "messages": [{"role": "user", "content": [{"type": "text", "text": req["prompt"]}]}],
+                "max_completion_tokens": req["output_len"], "stream": True, "stream_options": {"include_usage": True}}
     else:
         body = {"model": model, "prompt": req["prompt"], "repetition_penalty": 1.0, "max_tokens": req["output_len"], "logprobs": None,
                 "stream": True, "stream_options": {"include_usage": True}}
@@ -476,8 +686,8 @@ class AsyncStreamClient(object):
             chars = 0
             done = False
             buf = b""
+            chat = "messages" in body
             async for piece in self._body_chunks(reader, headers):
-                t = self.clock()
                 buf += piece
                 if b"\r" in buf:
                     buf = buf.replace(b"\r\n", b"\n")
@@ -487,7 +697,14 @@ class AsyncStreamClient(object):
                     if payload == b"[DONE]":
                         done = True
                         continue
-                    data = json.loads(payload.decode("utf-8"))
+                    # One timestamp per event, as vLLM's request functions take it: before parsing the JSON for
+                    # chat, after it for completions. Events that came in one network read get distinct times.
+                    if chat:
+                        t = self.clock()
+                        data = json.loads(payload.decode("utf-8"))
+                    else:
+                        data = json.loads(payload.decode("utf-8"))
+                        t = self.clock()
                     choices = data.get("choices")
                     if choices:
                         ch = choices[0]
@@ -527,7 +744,7 @@ class AsyncStreamClient(object):
 
 
 async def _run_level_async(client, path, api, model, requests, warmups, max_concurrency, request_rate, burstiness, seed, ignore_eos,
-                           extra_body, clock):
+                           extra_body, clock, ready_check, before_run):
     sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
 
     async def timed(body, rec):
@@ -546,30 +763,49 @@ async def _run_level_async(client, path, api, model, requests, warmups, max_conc
         async with sem:
             return await timed(body, rec)
 
-    if warmups:
+    # As vllm bench serve: one test request alone, then the warm-ups (first prompt, released at once under the
+    # level's concurrency), all on the connection pool the measured requests then reuse.
+    if requests and ready_check:
+        await one(requests[0])
+    if requests and warmups:
         await asyncio.gather(*[one(requests[0]) for _i in range(warmups)])
+    if before_run is not None:
+        before_run()
     offsets = arrival_offsets(len(requests), request_rate, burstiness, seed)
-    start = clock()
-    tasks = []
-    for req, off in zip(requests, offsets):
-        if off > 0:
-            delay = start + off - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(req)))
-    records = await asyncio.gather(*tasks)
-    duration = clock() - start
+    # vLLM freezes the garbage collector's heap before the run (freeze_gc_heap) to keep GC pauses out of it.
+    gc.collect()
+    if hasattr(gc, "freeze"):
+        gc.freeze()
+    try:
+        start = clock()
+        tasks = []
+        for req, off in zip(requests, offsets):
+            if off > 0:
+                delay = start + off - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one(req)))
+        records = await asyncio.gather(*tasks)
+        duration = clock() - start
+    finally:
+        if hasattr(gc, "unfreeze"):
+            gc.unfreeze()
     return list(records), duration
 
 
 def run_level(client, api, model, requests, warmups=0, max_concurrency=None, request_rate=float("inf"), burstiness=1.0, seed=0, ignore_eos=False,
-              extra_body=None, clock=time.perf_counter):
-    """Run one closed- or open-loop level; returns (records, duration_s)."""
+              extra_body=None, clock=time.perf_counter, ready_check=False, before_run=None):
+    """Run one closed- or open-loop level; returns (records, duration_s).
+
+    Before the measured requests, unmeasured ones on the same connections: with ``ready_check`` the first prompt
+    alone (vllm bench serve's initial test run), then ``warmups`` copies of it at the level's concurrency.
+    ``before_run`` (no arguments) is called between them and the measured requests, with nothing in flight.
+    """
     path = "/v1/chat/completions" if api == "chat" else "/v1/completions"
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(_run_level_async(client, path, api, model, requests, warmups, max_concurrency, request_rate, burstiness,
-                                                        seed, ignore_eos, extra_body, clock))
+                                                        seed, ignore_eos, extra_body, clock, ready_check, before_run))
     finally:
         client.close()
         loop.close()

@@ -66,12 +66,34 @@ options:
     default: random
   prompt_format:
     description:
-      - V(token_ids) sends the prompt as a list of token ids drawn below O(vocab_size) (exact input lengths; C(/v1/completions) on
-        vLLM only). V(text) sends words from a fixed list, as many as make O(input_len) tokens by the server's tokenizer (calibrated
-        by one 1-token completion of a 200-word prompt, C(usage.prompt_tokens)); reported input lengths are the server's C(usage) counts.
-        V(auto) uses V(token_ids) for V(completions) when O(vocab_size) is set, V(text) otherwise.
+      - V(token_ids) sends the prompt as a list of token ids drawn below O(vocab_size) (exact input lengths, the server adds no
+        token to them; C(/v1/completions) on vLLM only).
+      - V(text) sends words from a fixed list whose token counts by the server's own tokenizer add up exactly to the wanted
+        length (see O(prompt_calibration)), as C(vllm bench serve)'s random dataset decodes and re-encodes random token ids
+        with the model's tokenizer until they are exactly O(input_len) tokens. Reported input lengths are the server's
+        C(usage.prompt_tokens).
+      - V(auto) uses V(token_ids) for V(completions) when O(vocab_size) is set, V(text) otherwise.
     type: str
     choices: [auto, text, token_ids]
+    default: auto
+  prompt_calibration:
+    description:
+      - How V(text) prompts get their exact token counts. The module measures the token cost of each word of its list and the
+        tokens the server adds itself (BOS, a chat or Ollama template) with a token counter, then composes prompts of words
+        whose costs add up. With V(random), a prompt is O(input_len) tokens as the server counts them, its own tokens
+        included (vLLM's random dataset takes the tokenizer's special tokens off O(input_len) the same way); with
+        V(prefix_repetition) the text is O(prefix_len) + O(suffix_len) tokens and the server's own tokens come on top, as
+        in vLLM.
+      - V(tokenize) counts with vLLM's C(POST /tokenize) (no generation; the completions prompt with the special tokens the
+        server adds, or the chat messages with the template). Every prompt of the V(random) workload is then counted again
+        and redrawn when it is off (RV(plan.prompt_check)).
+      - V(usage) counts with C(usage.prompt_tokens) of 1-token, non-streamed requests on the benchmarked API (any
+        OpenAI-compatible server; Ollama's OpenAI API, which takes text only). About one request per word of the list
+        (some 130) before the first level, and one to check the first prompt.
+      - V(auto) uses V(tokenize) when the server answers C(/tokenize), else V(usage), else V(none).
+      - V(none) sends one word per token without measuring anything; lengths are then only approximate.
+    type: str
+    choices: [auto, tokenize, usage, none]
     default: auto
   vocab_size:
     description:
@@ -83,7 +105,7 @@ options:
     type: int
     default: 100
   input_len:
-    description: Prompt length in tokens (V(random)).
+    description: Prompt length in tokens as the server counts them (V(random)), the tokens it adds itself included.
     type: int
     default: 128
   output_len:
@@ -91,7 +113,9 @@ options:
     type: int
     default: 128
   range_ratio:
-    description: Lengths of V(random) are drawn uniformly from [len*(1-ratio), len*(1+ratio)].
+    description:
+      - Lengths of V(random) are drawn uniformly from the integers in [floor(len*(1-ratio)), ceil(len*(1+ratio))], the input
+        length less the server's own tokens (as vLLM's get_sampling_params); output lengths are at least 1.
     type: float
     default: 0.0
   prefix_len:
@@ -128,7 +152,9 @@ options:
     description: Cap on requests in flight for open-loop levels (unbounded when omitted).
     type: int
   warmup_requests:
-    description: Unmeasured requests sent before each level, at that level's concurrency.
+    description:
+      - Unmeasured requests sent before each level, released at once under that level's concurrency, after one test request
+        sent alone (as C(vllm bench serve --num-warmups)). They run on the connection pool the measured requests then reuse.
     type: int
     default: 2
   ignore_eos:
@@ -199,9 +225,20 @@ model:
   type: str
   sample: tiny
 plan:
-  description: The levels that run (or would run in check mode), with the workload settings.
+  description:
+    - The levels that run (or would run in check mode), with the workload settings.
+    - For text prompts, not in check mode, also C(prompt_calibration) (C(method) - C(tokenize), C(usage) or C(none) -,
+      C(overhead) - the tokens the server adds itself -, C(words) measured and C(calls) made) and C(prompt_check)
+      (C(checked), C(exact), C(max_error) in tokens, C(calls)) from counting the prompts again with the server.
   returned: always
   type: dict
+  sample:
+    api: completions
+    workload: random
+    prompt_format: text
+    input_len: 128
+    prompt_calibration: {method: tokenize, overhead: 1, words: 126, calls: 142}
+    prompt_check: {checked: 100, exact: 100, max_error: 0, calls: 100}
 levels:
   description:
     - One entry per level, with C(mode), C(max_concurrency), C(request_rate), C(num_prompts) and vLLM's keys C(duration),
@@ -242,13 +279,16 @@ from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_http impor
 from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_endpoint import resolve_model, served_models, wait_ready
 from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_benchmark import (
     AsyncStreamClient,
+    COUNTERS,
+    align_prompts,
     build_workload,
-    calibrate_words_per_token,
+    calibrate_prompt_tokens,
     fetch_metrics,
     levels_from,
     prefix_cache_delta,
     run_level,
     summarize_level,
+    token_counter,
     vllm_report,
 )
 
@@ -261,6 +301,7 @@ def argument_spec():
         api=dict(type="str", default="completions", choices=["completions", "chat"]),
         workload=dict(type="str", default="random", choices=["random", "prefix_repetition"]),
         prompt_format=dict(type="str", default="auto", choices=["auto", "text", "token_ids"]),
+        prompt_calibration=dict(type="str", default="auto", choices=list(COUNTERS)),
         vocab_size=dict(type="int"),
         num_prompts=dict(type="int", default=100),
         input_len=dict(type="int", default=128),
@@ -329,24 +370,32 @@ def main():
         model = resolve_model(p["model"], served_models(client, "openai"), "openai", client.url_for("/v1/models"))
         if module.check_mode:
             module.exit_json(changed=False, model=model, plan=plan)
-        words_per_token = 1.0
+        calibration = None
         if not token_ids:
-            words_per_token, probe_tokens = calibrate_words_per_token(client, model)
-            plan["words_per_token"] = round(words_per_token, 4)
-            plan["calibration_prompt_tokens"] = probe_tokens
+            counter = token_counter(client, model, p["api"], p["prompt_calibration"])
+            if counter is None:
+                plan["prompt_calibration"] = {"method": "none"}
+            else:
+                calibration = calibrate_prompt_tokens(counter)
+                plan["prompt_calibration"] = {"method": calibration["method"], "overhead": calibration["overhead"],
+                                              "words": len(calibration["costs"]), "calls": calibration["calls"]}
         requests = build_workload(p["workload"], p["num_prompts"], p["input_len"], p["output_len"], p["seed"], p["range_ratio"], p["prefix_len"],
-                                  p["suffix_len"], p["num_prefixes"], token_ids, p["vocab_size"] or 32000, words_per_token)
+                                  p["suffix_len"], p["num_prefixes"], token_ids, p["vocab_size"] or 32000, calibration)
+        if calibration is not None and p["workload"] == "random":
+            # /tokenize is cheap and generates nothing: count every prompt; usage costs a generation: the first only.
+            plan["prompt_check"] = align_prompts(counter, requests, calibration, p["seed"], None if counter.method == "tokenize" else 1)
         results = []
         report = []
         for lv in levels:
             stream_client = AsyncStreamClient(p["url"], p["api_key"], p["headers"], p["timeout"], p["validate_certs"], p["ca_path"],
                                               p["client_cert"], p["client_key"])
-            if p["warmup_requests"]:
-                run_level(stream_client, p["api"], model, requests[:1] * p["warmup_requests"], 0, lv["max_concurrency"], float("inf"),
-                          ignore_eos=p["ignore_eos"])
-            before = fetch_metrics(client)
-            records, duration = run_level(stream_client, p["api"], model, requests, 0, lv["max_concurrency"], lv["request_rate"],
-                                          p["burstiness"], p["seed"], p["ignore_eos"])
+            before = {}
+
+            def snapshot(before=before):
+                before.update(fetch_metrics(client))  # after the warm-ups: the prefix-cache figures are the level's own
+
+            records, duration = run_level(stream_client, p["api"], model, requests, p["warmup_requests"], lv["max_concurrency"], lv["request_rate"],
+                                          p["burstiness"], p["seed"], p["ignore_eos"], ready_check=True, before_run=snapshot)
             after = fetch_metrics(client)
             summary = summarize_level(lv, records, duration, p["percentiles"], goodput, prefix_cache_delta(before, after), len(requests))
             results.append(summary)

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import threading
@@ -75,25 +76,132 @@ def test_random_workload_is_fixed_by_its_seed():
     assert all(len(r["prompt"]) == 16 and all(16 <= t < 768 for t in r["prompt"]) for r in ids)
 
 
-class UsageClient(object):
-    def __init__(self, usage):
-        self.usage = usage
-        self.bodies = []
+# -- exact prompt lengths by the server's tokenizer, against fake servers --------------------------------------------
+class FakeTokenizerServer(object):
+    """HttpClient stand-in with a toy tokenizer: a word costs 1 token per 3 letters (rounded up), a BOS token is
+    added to completions prompts, the chat template adds `template` tokens; `merge` makes two letters in a row one token
+    (a tokenizer that is not additive). /tokenize answers only when `tokenize`; usage only when `usage`."""
+
+    def __init__(self, tokenize=True, usage=True, template=6, merge=None, bos=1):
+        self.tokenize, self.usage, self.template, self.merge, self.bos = tokenize, usage, template, merge, bos
+        self.calls = []
+
+    def tokens(self, text, chat=False):
+        words = text.split()
+        n = sum(-(-len(w) // 3) for w in words)
+        if self.merge:  # two single letters in a row (after the first word) make one token
+            n -= sum(1 for x, y in zip(words[1:], words[2:]) if len(x) == len(y) == 1)
+        return n + (self.template if chat else self.bos)
+
+    def url_for(self, path):
+        return "http://fake" + path
 
     def call_json(self, method, path, body=None, timeout=None):
-        self.bodies.append((method, path, body))
-        return {"choices": [{"text": "x"}], "usage": self.usage}, None
+        from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_http import LlmStatusError
+        self.calls.append((path, body))
+        chat = "messages" in body
+        text = body["messages"][0]["content"] if chat else body["prompt"]
+        if path == "/tokenize":
+            if not self.tokenize:
+                raise LlmStatusError(method, self.url_for(path), "path not served", 404, '{"detail":"Not Found"}')
+            return {"count": self.tokens(text, chat), "tokens": [], "max_model_len": 2048}, None
+        assert body["max_tokens"] == 1 and body["stream"] is False
+        usage = {"prompt_tokens": self.tokens(text, chat), "completion_tokens": 1} if self.usage else None
+        return {"choices": [{"text": "x"}], "usage": usage}, None
 
 
-def test_text_prompts_calibrated_to_the_servers_tokenizer():
-    client = UsageClient({"prompt_tokens": 400, "completion_tokens": 1})
-    ratio, tokens = b.calibrate_words_per_token(client, "tiny")
-    assert (ratio, tokens) == (0.5, 400)
-    assert client.bodies[0][1] == "/v1/completions" and client.bodies[0][2]["max_tokens"] == 1
-    assert len(client.bodies[0][2]["prompt"].split()) == 200
-    reqs = b.build_workload("random", 2, 64, 8, seed=0, words_per_token=ratio)
-    assert [len(r["prompt"].split()) for r in reqs] == [32, 32] and reqs[0]["prompt_len"] == 64
-    assert b.calibrate_words_per_token(UsageClient(None), "tiny") == (1.0, None)
+@pytest.mark.parametrize("server, api, method, overhead", [
+    (dict(), "completions", "tokenize", 1),                      # vLLM: /tokenize, BOS
+    (dict(), "chat", "tokenize", 6),                             # vLLM chat: the template
+    (dict(tokenize=False), "completions", "usage", 1),           # Ollama's OpenAI API: no /tokenize, usage counts
+    (dict(tokenize=False, bos=9), "completions", "usage", 9),    # a server that wraps prompts in a template
+])
+def test_calibration_measures_word_costs_and_the_servers_own_tokens(server, api, method, overhead):
+    srv = FakeTokenizerServer(**server)
+    counter = b.token_counter(srv, "tiny", api)
+    cal = b.calibrate_prompt_tokens(counter)
+    assert (cal["method"], cal["overhead"], cal["base"]) == (method, overhead, overhead + 1)
+    assert cal["costs"]["a"] == 1 and cal["costs"]["time"] == 2 and cal["costs"]["government"] == 4
+    assert len(cal["costs"]) == len(set(b.FILLERS) | set(b.WORDS)) and cal["calls"] == counter.calls - 1
+    if api == "chat":
+        assert srv.calls[-1][1]["messages"][0]["content"].startswith("a ") and srv.calls[-1][1]["add_generation_prompt"] is True
+
+
+def test_calibration_probes_words_in_groups_when_each_is_one_token():
+    class OneTokenWords(FakeTokenizerServer):
+        def tokens(self, text, chat=False):
+            return len(text.split()) + 1
+    counter = b.token_counter(OneTokenWords(), "tiny", "completions")
+    cal = b.calibrate_prompt_tokens(counter)
+    items = len(set(b.FILLERS) | set(b.WORDS))
+    assert set(cal["costs"].values()) == {1} and len(cal["costs"]) == items
+    assert cal["calls"] == -(-items // b.CALIBRATION_GROUP)  # one call per group of 8 (the anchor was counted already)
+
+
+@pytest.mark.parametrize("server, api", [(dict(), "completions"), (dict(), "chat"), (dict(tokenize=False), "completions"),
+                                         (dict(tokenize=False, bos=9), "completions")])
+def test_random_prompts_are_exactly_input_len_tokens_as_the_server_counts_them(server, api):
+    srv = FakeTokenizerServer(**server)
+    counter = b.token_counter(srv, "tiny", api)
+    cal = b.calibrate_prompt_tokens(counter)
+    for input_len in (16, 32, 128, 1000):
+        reqs = b.build_workload("random", 20, input_len, 8, seed=3, calibration=cal)
+        assert [srv.tokens(r["prompt"], api == "chat") for r in reqs] == [input_len] * 20
+        assert {r["prompt_len"] for r in reqs} == {input_len} and len({r["prompt"] for r in reqs}) == 20
+    ranged = b.build_workload("random", 50, 64, 10, seed=1, range_ratio=0.25, calibration=cal)
+    real = 64 - cal["overhead"]
+    assert all(srv.tokens(r["prompt"], api == "chat") == r["prompt_len"] for r in ranged)
+    assert {math.floor(real * 0.75) <= r["prompt_len"] - cal["overhead"] <= math.ceil(real * 1.25) for r in ranged} == {True}
+    assert {7 <= r["output_len"] <= 13 for r in ranged} == {True} and len({r["output_len"] for r in ranged}) > 3
+
+
+def test_prefix_repetition_text_is_prefix_plus_suffix_tokens_and_the_server_adds_its_own():
+    srv = FakeTokenizerServer(tokenize=False)
+    cal = b.calibrate_prompt_tokens(b.token_counter(srv, "tiny", "completions"))
+    reqs = b.build_workload("prefix_repetition", 12, output_len=4, seed=3, prefix_len=40, suffix_len=9, num_prefixes=3, calibration=cal)
+    assert [srv.tokens(r["prompt"]) for r in reqs] == [1 + 40 + 9] * 12 and {r["prompt_len"] for r in reqs} == {50}
+    prefixes = {srv.tokens(r["prompt"][:r["prompt"].rindex(" ", 0, len(r["prompt"]))]) for r in reqs}
+    assert len({r["prompt"].split()[0] for r in reqs}) == 1 and prefixes
+
+
+def test_align_prompts_redraws_prompts_a_non_additive_tokenizer_miscounts():
+    srv = FakeTokenizerServer(merge=True)
+    counter = b.token_counter(srv, "tiny", "completions")
+    cal = b.calibrate_prompt_tokens(counter)
+    reqs = b.build_workload("random", 30, 24, 8, seed=5, calibration=cal)
+    off = sum(srv.tokens(r["prompt"]) != 24 for r in reqs)
+    assert off > 0  # "x y" is one token: the composed prompts that hold two letters in a row come out short
+    check = b.align_prompts(counter, reqs, cal, seed=5)
+    assert (check["checked"], check["exact"], check["max_error"]) == (30, 30, 0) and check["calls"] >= 30
+    assert [srv.tokens(r["prompt"]) for r in reqs] == [24] * 30
+    first_only = b.align_prompts(counter, b.build_workload("random", 30, 24, 8, seed=5, calibration=cal), cal, limit=1)
+    assert first_only["checked"] == 1
+
+
+def test_token_counter_auto_falls_back_and_reports_none_without_counts():
+    assert b.token_counter(FakeTokenizerServer(), "tiny", "completions").method == "tokenize"
+    assert b.token_counter(FakeTokenizerServer(tokenize=False), "tiny", "completions").method == "usage"
+    assert b.token_counter(FakeTokenizerServer(tokenize=False, usage=False), "tiny", "completions") is None
+    assert b.token_counter(FakeTokenizerServer(), "tiny", "completions", "none") is None
+    with pytest.raises(b.LlmHttpError, match="404"):
+        b.token_counter(FakeTokenizerServer(tokenize=False), "tiny", "completions", "tokenize")
+    with pytest.raises(b.LlmHttpError, match="usage.prompt_tokens"):
+        b.token_counter(FakeTokenizerServer(usage=False), "tiny", "completions", "usage")
+
+
+def test_input_len_must_leave_room_after_the_servers_own_tokens():
+    cal = b.calibrate_prompt_tokens(b.token_counter(FakeTokenizerServer(tokenize=False, bos=9), "tiny", "completions"))
+    with pytest.raises(b.LlmConfigError, match="input_len 9 leaves 0 prompt tokens"):
+        b.build_workload("random", 2, 9, 4, calibration=cal)
+    assert b.build_workload("random", 1, 10, 4, calibration=cal)[0]["prompt"] == "a"
+
+
+def test_compose_gets_as_close_as_the_costs_allow():
+    cal = {"base": 2, "overhead": 1, "costs": {"a": 2, "word": 3}}
+    rng = __import__("random").Random(0)
+    words, error = b.compose_words(rng, cal, 7)
+    assert sum(cal["costs"][w] for w in words) == 7 and error == 0
+    assert b.compose_words(rng, cal, 1) == ([], -1)
 
 
 def test_random_workload_range_ratio_bounds():
@@ -130,7 +238,10 @@ def test_request_body_like_vllm_bench_serve():
         "model": "tiny", "prompt": [1, 2], "repetition_penalty": 1.0, "max_tokens": 8, "logprobs": None, "stream": True,
         "stream_options": {"include_usage": True}, "ignore_eos": True}
     chat = b.request_body("chat", "tiny", {"prompt": "hi", "prompt_len": 1, "output_len": 4})
-    assert chat["messages"] == [{"role": "user", "content": "hi"}] and chat["max_completion_tokens"] == 4 and "ignore_eos" not in chat
+    # vLLM's openai-chat request function sends the text as a content part
+    assert chat["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    assert chat["max_completion_tokens"] == 4 and "max_tokens" not in chat and "ignore_eos" not in chat
+    assert chat["stream_options"] == {"include_usage": True}
 
 
 def test_levels_and_prefix_cache_delta():
@@ -155,9 +266,10 @@ def test_sse_payloads(blocks, payloads):
 class FakeOpenAI(object):
     """asyncio server in a thread: streams `tokens` completion chunks, a usage chunk and [DONE] (chunked)."""
 
-    def __init__(self, tokens=4, status=200, die_after=None):
-        self.tokens, self.status, self.die_after = tokens, status, die_after
+    def __init__(self, tokens=4, status=200, die_after=None, burst=False):
+        self.tokens, self.status, self.die_after, self.burst = tokens, status, die_after, burst
         self.bodies = []
+        self.connections = 0
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -170,6 +282,7 @@ class FakeOpenAI(object):
         self.loop.run_forever()
 
     async def _handle(self, reader, writer):
+        self.connections += 1
         while True:
             line = await reader.readline()
             if not line:
@@ -196,8 +309,9 @@ class FakeOpenAI(object):
                     writer.close()
                     return
                 writer.write(chunk({"choices": [{"index": 0, "text": "t%d" % i, "finish_reason": None}]}))
-                await writer.drain()
-                await asyncio.sleep(0.002)
+                if not self.burst:  # burst: every event in one write, so the client reads them together
+                    await writer.drain()
+                    await asyncio.sleep(0.002)
             writer.write(chunk({"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": self.tokens}}))
             writer.write(chunk("[DONE]") + b"0\r\n\r\n")
             await writer.drain()
@@ -233,6 +347,31 @@ def test_async_client_measures_like_vllm_and_reuses_connections():
         assert r["success"] and r["output_tokens"] == 5 and r["prompt_len"] == 7 and len(r["itl"]) == 4
         assert r["latency"] == pytest.approx(r["ttft"] + sum(r["itl"]))
     assert srv.bodies[0]["stream_options"] == {"include_usage": True} and srv.bodies[0]["model"] == "tiny"
+
+
+def test_test_request_and_warmups_run_first_on_the_pool_the_measured_requests_reuse():
+    reqs = b.build_workload("random", 6, 4, 3, seed=0)
+    seen = []
+    with FakeOpenAI(tokens=3) as srv:
+        def before_run():
+            seen.append((len(srv.bodies), srv.connections))
+        records, _duration = b.run_level(b.AsyncStreamClient(srv.url), "completions", "tiny", reqs, warmups=2, max_concurrency=2,
+                                         ready_check=True, before_run=before_run)
+    # one test request, then 2 warm-ups, then (nothing in flight) the 6 measured ones on the same 2 connections
+    assert seen == [(3, 2)] and len(srv.bodies) == 9 and srv.connections == 2
+    assert [body["prompt"] for body in srv.bodies[:3]] == [reqs[0]["prompt"]] * 3 and len(records) == 6
+    assert gc.isenabled() and (not hasattr(gc, "get_freeze_count") or gc.get_freeze_count() == 0)  # the frozen heap is released
+
+
+def test_each_event_gets_its_own_timestamp_like_vllm():
+    reqs = b.build_workload("random", 1, 4, 6, seed=0)
+    ticks = iter(range(1000))
+    with FakeOpenAI(tokens=6, burst=True) as srv:
+        records, _duration = b.run_level(b.AsyncStreamClient(srv.url, clock=lambda: float(next(ticks))), "completions", "tiny", reqs,
+                                         clock=lambda: 0.0)
+    rec = records[0]
+    # all 6 events came in one read; one clock reading each all the same, so 5 gaps of one tick, none of 0
+    assert rec["success"] and rec["itl"] == [1.0] * 5 and rec["latency"] == rec["ttft"] + 5.0
 
 
 @pytest.mark.parametrize("server, error", [({"status": 503}, "HTTP 503"), ({"die_after": 2}, "ConnectionResetError")])

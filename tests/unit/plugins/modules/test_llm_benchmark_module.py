@@ -27,8 +27,11 @@ def run(capsys, args):
 
 def fake_run_level(calls):
     def run_level(client, api, model, requests, warmups=0, max_concurrency=None, request_rate=float("inf"), burstiness=1.0, seed=0,
-                  ignore_eos=False, extra_body=None, clock=None):
-        calls.append({"api": api, "model": model, "n": len(requests), "conc": max_concurrency, "rate": request_rate, "ignore_eos": ignore_eos})
+                  ignore_eos=False, extra_body=None, clock=None, ready_check=False, before_run=None):
+        calls.append({"api": api, "model": model, "n": len(requests), "conc": max_concurrency, "rate": request_rate, "ignore_eos": ignore_eos,
+                      "warmups": warmups, "ready_check": ready_check, "prompts": [r["prompt"] for r in requests]})
+        if before_run is not None:
+            before_run()
         records = []
         for i, req in enumerate(requests):
             records.append({"success": i != 0, "ttft": 0.01, "itl": [0.002] * (req["output_len"] - 1), "latency": 0.01 + 0.002 * (req["output_len"] - 1),
@@ -46,9 +49,10 @@ def test_sweep_returns_vllm_keys_per_level(monkeypatch, capsys):
                                     "vocab_size": 100,
                                     "warmup_requests": 2, "ignore_eos": True, "return_records": True})
     assert result["rc"] == 0 and result["changed"] is False and result["model"] == "tiny"
-    # warm-up (2 requests) then the measured level, for each of the 3 levels
-    assert [(c["n"], c["conc"], c["rate"]) for c in calls] == [
-        (2, 1, float("inf")), (5, 1, float("inf")), (2, 8, float("inf")), (5, 8, float("inf")), (2, None, float("inf")), (5, None, 2.0)]
+    # one run per level: the test request and 2 warm-ups go first in it, on the same connections
+    assert [(c["n"], c["conc"], c["rate"], c["warmups"], c["ready_check"]) for c in calls] == [
+        (5, 1, float("inf"), 2, True), (5, 8, float("inf"), 2, True), (5, None, 2.0, 2, True)]
+    assert result["plan"]["prompt_format"] == "token_ids" and "prompt_calibration" not in result["plan"]
     level = result["levels"][1]
     assert (level["mode"], level["max_concurrency"], level["request_rate"], level["completed"], level["failed"]) == ("closed_loop", 8, "inf", 4, 1)
     assert level["mean_ttft_ms"] == pytest.approx(10.0) and level["p99_itl_ms"] == pytest.approx(2.0) and level["output_throughput"] == 16.0
@@ -56,13 +60,48 @@ def test_sweep_returns_vllm_keys_per_level(monkeypatch, capsys):
     assert result["report"][2]["request_rate"] == 2.0 and result["report"][0]["output_lens"] == [0, 4, 4, 4, 4]
 
 
-def test_text_prompts_fall_back_to_one_word_per_token_without_completions(monkeypatch, capsys):
+def test_text_prompts_fall_back_to_one_word_per_token_without_a_token_counter(monkeypatch, capsys):
     calls = []
     monkeypatch.setattr(llm_benchmark, "run_level", fake_run_level(calls))
-    with TgiReplay(model="tiny") as srv:  # the replay serves /v1/models but not /v1/completions
+    with TgiReplay(model="tiny") as srv:  # the replay serves /v1/models but neither /tokenize nor /v1/completions
         result, _out = run(capsys, {"url": srv.url, "num_prompts": 2, "input_len": 8, "output_len": 4, "concurrency": [1], "warmup_requests": 0})
     assert result["rc"] == 0
-    assert (result["plan"]["prompt_format"], result["plan"]["words_per_token"], result["plan"]["calibration_prompt_tokens"]) == ("text", 1.0, None)
+    assert (result["plan"]["prompt_format"], result["plan"]["prompt_calibration"]) == ("text", {"method": "none"})
+    assert [len(p.split()) for p in calls[0]["prompts"]] == [8, 8] and "prompt_check" not in result["plan"]
+
+
+class FakeCounter(object):
+    """A token counter with a toy tokenizer: 1 token per 3 letters of a word, plus `overhead` tokens of the server's own."""
+
+    def __init__(self, method, overhead):
+        self.method, self.overhead, self.calls = method, overhead, 0
+
+    def count(self, text):
+        self.calls += 1
+        return self.overhead + sum(-(-len(w) // 3) for w in text.split())
+
+
+@pytest.mark.parametrize("method, overhead, checked", [("tokenize", 1, 6), ("usage", 5, 1)])
+def test_text_prompts_are_input_len_tokens_by_the_servers_counter(monkeypatch, capsys, method, overhead, checked):
+    calls = []
+    asked = []
+    monkeypatch.setattr(llm_benchmark, "run_level", fake_run_level(calls))
+
+    def token_counter(client, model, api, wanted):
+        asked.append((model, api, wanted))
+        return FakeCounter(method, overhead)
+    monkeypatch.setattr(llm_benchmark, "token_counter", token_counter)
+    with TgiReplay(model="tiny") as srv:
+        result, _out = run(capsys, {"url": srv.url, "num_prompts": 6, "input_len": 32, "output_len": 4, "concurrency": [1], "api": "chat",
+                                    "prompt_calibration": "auto"})
+    assert result["rc"] == 0 and asked == [("tiny", "chat", "auto")]
+    cal = result["plan"]["prompt_calibration"]
+    assert (cal["method"], cal["overhead"], cal["words"]) == (method, overhead, 126) and cal["calls"] > 0
+    # every prompt is 32 tokens as the server counts them; with usage (a generation per count) only the first is checked again
+    counter = FakeCounter(method, overhead)
+    assert [counter.count(p) for p in calls[0]["prompts"]] == [32] * 6
+    assert result["plan"]["prompt_check"] == {"checked": checked, "exact": checked, "max_error": 0, "calls": checked}
+    assert result["levels"][0]["total_input_tokens"] == 5 * 32  # the fake's first record fails
 
 
 def test_check_mode_plans_and_sends_no_load(monkeypatch, capsys):
