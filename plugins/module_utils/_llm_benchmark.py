@@ -15,9 +15,9 @@ Standard library only. Three parts:
    TLS through ssl.SSLContext): closed loop (``max_concurrency`` requests in flight, all
    requests released at once, as ``--max-concurrency N --request-rate inf``) or open loop
    (Poisson arrivals at ``request_rate``, gamma intervals rescaled so the last arrival is at
-   N / rate, as vLLM's get_request does). As in ``vllm bench serve``: one test request, then
-   the warm-ups, then the measured requests, all on one connection pool; the body fields of
-   vLLM's openai / openai-chat request functions; the GC heap frozen during the run.
+   N / rate, as vLLM's get_request does). As in ``vllm bench serve``: the warm-ups, then the
+   measured requests, all on one connection pool; the body fields of vLLM's openai /
+   openai-chat request functions; the GC heap frozen during the run.
 3. Metrics computed exactly as vllm/benchmarks/serve.py ``calculate_metrics`` and
    lib/endpoint_request_func.py do (vLLM 0.32):
 
@@ -763,8 +763,8 @@ async def _run_level_async(client, path, api, model, requests, warmups, max_conc
         async with sem:
             return await timed(body, rec)
 
-    # As vllm bench serve: one test request alone, then the warm-ups (first prompt, released at once under the
-    # level's concurrency), all on the connection pool the measured requests then reuse.
+    # As vllm bench serve: (with --ready-check-timeout-sec, off by default) one test request alone, then the warm-ups
+    # (first prompt, released at once under the level's concurrency), all on the connection pool the measured requests reuse.
     if requests and ready_check:
         await one(requests[0])
     if requests and warmups:
@@ -798,7 +798,8 @@ def run_level(client, api, model, requests, warmups=0, max_concurrency=None, req
     """Run one closed- or open-loop level; returns (records, duration_s).
 
     Before the measured requests, unmeasured ones on the same connections: with ``ready_check`` the first prompt
-    alone (vllm bench serve's initial test run), then ``warmups`` copies of it at the level's concurrency.
+    alone (vllm bench serve's initial test run, which its --ready-check-timeout-sec turns on), then ``warmups``
+    copies of it at the level's concurrency.
     ``before_run`` (no arguments) is called between them and the measured requests, with nothing in flight.
     """
     path = "/v1/chat/completions" if api == "chat" else "/v1/completions"

