@@ -36,8 +36,8 @@ def clean_env(workdir: Path, collections: Path | None = None) -> dict:
 def run(cmd, cwd: Path, env: dict, timeout: int = 120) -> subprocess.CompletedProcess:
     proc = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, check=False)
-    assert proc.returncode == 0, "%s failed (%d):\n%s\n%s" % (" ".join(map(str, cmd)), proc.returncode,
-                                                             proc.stdout[-4000:], proc.stderr[-4000:])
+    command = " ".join(map(str, cmd))
+    assert proc.returncode == 0, "%s failed (%d):\n%s\n%s" % (command, proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
     return proc
 
 
