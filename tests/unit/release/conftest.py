@@ -59,3 +59,25 @@ def collection_tarball(workdir) -> Path:
     tarball = out / ("%s-%s-%s.tar.gz" % (info["namespace"], info["name"], info["version"]))
     assert tarball.is_file(), sorted(os.listdir(out))
     return tarball
+
+
+@pytest.fixture(scope="session")
+def installed(workdir, collection_tarball):
+    """The tarball installed into a collections path of its own."""
+    collections = workdir / "collections"
+    env = clean_env(workdir, collections)
+    run([BIN / "ansible-galaxy", "collection", "install", collection_tarball, "-p", collections], cwd=workdir, env=env)
+    info = galaxy_info()
+    path = collections / "ansible_collections" / info["namespace"] / info["name"]
+    assert (path / "MANIFEST.json").is_file()
+    inventory = workdir / "inventory.yml"
+    inventory.write_text(
+        "all:\n  vars: {ansible_connection: local}\n  children:\n"
+        "    llm_hosts:\n      children:\n"
+        "        vllm_servers: {hosts: {vllm-1: {}}}\n"
+        "        tgi_servers: {hosts: {tgi-1: {}}}\n"
+        "        ollama_servers: {hosts: {ollama-1: {}}}\n"
+        "    gpu_hosts: {hosts: {vllm-1: {}}}\n"
+        "    container_hosts: {hosts: {tgi-1: {}}}\n"
+    )
+    return {"path": path, "env": env, "inventory": inventory}

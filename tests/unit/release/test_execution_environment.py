@@ -2,12 +2,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """execution-environment.yml: `ansible-builder create` writes a build context (no image pulled, no
-network used) whose Containerfile and files hold the built collection tarball and the pins of
-requirements/."""
+network used: it runs in a network namespace of its own where unshare allows) whose Containerfile
+and files hold the built collection tarball and the pins of requirements/; meta/execution-environment.yml
+gives any EE that installs the collection its system packages."""
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 
 import pytest
 import yaml
@@ -34,6 +36,14 @@ def pins(path) -> dict:
     return out
 
 
+def offline() -> list:
+    """`unshare --net` where it works (root, as CI runs): a command under it has no network at all."""
+    unshare = shutil.which("unshare")
+    if unshare and subprocess.run([unshare, "--net", "true"], capture_output=True, check=False).returncode == 0:
+        return [unshare, "--net"]
+    return []
+
+
 @pytest.fixture(scope="module")
 def definition() -> dict:
     return yaml.safe_load((ROOT / "execution-environment.yml").read_text())
@@ -50,7 +60,7 @@ def context(workdir, collection_tarball, definition):
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, src / rel)
     shutil.copy(collection_tarball, src / "dist")
-    out = run([BIN / "ansible-builder", "create", "--file", "execution-environment.yml", "--context", "context",
+    out = run([*offline(), BIN / "ansible-builder", "create", "--file", "execution-environment.yml", "--context", "context",
                "--output-filename", "Containerfile", "-v", "3"], cwd=src, env=clean_env(workdir)).stdout
     assert "Complete!" in out, out
     return src / "context"
@@ -110,3 +120,13 @@ def test_containerfile(context, definition):
     assert "RUN /output/scripts/check_ansible $PYCMD" in text
     scripts = sorted(p.name for p in (context / "_build" / "scripts").iterdir())
     assert {"assemble", "install-from-bindep", "introspect.py"} <= set(scripts)
+
+
+def test_introspect_of_the_installed_collection(workdir, installed):
+    """What ansible-builder takes from the collection when another EE installs it: the bindep list."""
+    out = run([*offline(), BIN / "ansible-builder", "introspect", "--sanitize", installed["path"].parents[2]],
+              cwd=workdir, env=clean_env(workdir)).stdout
+    data = yaml.safe_load(out[out.index("---"):])
+    want = [line for line in (ROOT / "requirements" / "bindep.txt").read_text().splitlines() if line and not line.startswith("#")]
+    assert [entry.split("  #")[0] for entry in data["system"]] == want
+    assert data["python"] == []
