@@ -112,8 +112,8 @@ def main(argv=None):
                     gh.evaluate(limited, {}, threads=threads)
                     times.append((time.perf_counter() - t0) * 1000)
                 medians[(k, threads)] = statistics.median(times)
-                print("evaluate() on the first %d GPU(s), %-22s %s" % (k, "parallel:" if threads is None else "one after the other:",
-                                                                      stats(times)))
+                how = "parallel:" if threads is None else "one after the other:"
+                print("evaluate() on the first %d GPU(s), %-22s %s" % (k, how, stats(times)))
         for threads, label in ((None, "parallel"), (1, "one after the other")):
             print("per further GPU (%s): (median for %d GPUs - median for 1) / %d = %.2f ms"
                   % (label, count, count - 1, (medians[(count, threads)] - medians[(1, threads)]) / (count - 1)))
