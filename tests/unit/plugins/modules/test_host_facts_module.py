@@ -20,7 +20,10 @@ _SPEC = importlib.util.spec_from_file_location(
     "host_facts_trees", os.path.join(os.path.dirname(__file__), "..", "module_utils", "test_host_facts.py"))
 _TREES = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(_TREES)
-SYSFS, make_proc, make_sysfs, tcp_line = _TREES.SYSFS, _TREES.make_proc, _TREES.make_sysfs, _TREES.tcp_line
+SYSFS = _TREES.SYSFS
+make_proc = _TREES.make_proc
+make_sysfs = _TREES.make_sysfs
+tcp_line = _TREES.tcp_line
 
 
 def run_module(capsys, args, check_mode=False):
