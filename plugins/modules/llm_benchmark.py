@@ -21,7 +21,8 @@ description:
   - "Definitions, identical to vLLM 0.32 C(vllm/benchmarks/serve.py) and C(lib/endpoint_request_func.py):"
   - "TTFT - arrival of the first SSE event whose C(choices) is non-empty minus the request's start (taken before the connection is
     acquired and the request sent)."
-  - "ITL - gaps between successive such events of a request, pooled over all successful requests."
+  - "ITL - gaps between successive such events of a request, pooled over all successful requests. Each event is timestamped when
+    it is parsed, as vLLM does, also when several came in one network read."
   - "E2EL - arrival of the last token-bearing event minus the start (the usage chunk and C([DONE]) do not extend it)."
   - "Output tokens - C(usage.completion_tokens) of the final usage chunk (1 when the server sends none)."
   - "TPOT - per request (E2EL - TTFT) / (output tokens - 1), only for requests with more than one output token."
@@ -267,6 +268,7 @@ report:
   elements: dict
 """
 
+import functools
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -322,6 +324,11 @@ def argument_spec():
         return_records=dict(type="bool", default=False),
     )
     return spec
+
+
+def snapshot_metrics(client, into):
+    """Fill ``into`` with the engine's /metrics now (run_level's before_run hook)."""
+    into.update(fetch_metrics(client))
 
 
 def validate(p):
@@ -389,13 +396,9 @@ def main():
         for lv in levels:
             stream_client = AsyncStreamClient(p["url"], p["api_key"], p["headers"], p["timeout"], p["validate_certs"], p["ca_path"],
                                               p["client_cert"], p["client_key"])
-            before = {}
-
-            def snapshot(before=before):
-                before.update(fetch_metrics(client))  # after the warm-ups: the prefix-cache figures are the level's own
-
+            before = {}  # /metrics after the warm-ups: the prefix-cache figures are the level's own
             records, duration = run_level(stream_client, p["api"], model, requests, p["warmup_requests"], lv["max_concurrency"], lv["request_rate"],
-                                          p["burstiness"], p["seed"], p["ignore_eos"], before_run=snapshot)
+                                          p["burstiness"], p["seed"], p["ignore_eos"], before_run=functools.partial(snapshot_metrics, client, before))
             after = fetch_metrics(client)
             summary = summarize_level(lv, records, duration, p["percentiles"], goodput, prefix_cache_delta(before, after), len(requests))
             results.append(summary)
