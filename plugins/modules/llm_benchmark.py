@@ -87,7 +87,7 @@ options:
         in vLLM.
       - V(tokenize) counts with vLLM's C(POST /tokenize) (no generation; the completions prompt with the special tokens the
         server adds, or the chat messages with the template). Every prompt of the V(random) workload is then counted again
-        and redrawn when it is off (RV(plan.prompt_check)).
+        and redrawn when it is off (C(prompt_check) in RV(plan)).
       - V(usage) counts with C(usage.prompt_tokens) of 1-token, non-streamed requests on the benchmarked API (any
         OpenAI-compatible server; Ollama's OpenAI API, which takes text only). About one request per word of the list
         (some 130) before the first level, and one to check the first prompt.

@@ -248,8 +248,8 @@ def fidelity(args):
         print("workload: random, max(%d, 4 x concurrency) prompts, %d in / %d out tokens, ignore_eos, seed %d, %d warm-ups "
               "per run, %d alternating runs per tool and level; load average (1 min) %.2f at the start"
               % (args.num_prompts, args.input_len, args.output_len, args.seed, args.warmups, args.repeats, os.getloadavg()[0]))
-        print("%-6s %-18s %14s %14s %8s  %-19s %-19s %s" % ("conc", "metric", "llm_benchmark", "vllm bench", "ratio", "ours min-max",
-                                                              "vllm min-max", "defs: max |ours/vllm-1| on vLLM's records"))
+        head = ("conc", "metric", "llm_benchmark", "vllm bench", "ratio", "ours min-max", "vllm min-max", "defs: max |ours/vllm-1| on vLLM's records")
+        print("%-6s %-18s %14s %14s %8s  %-19s %-19s %s" % head)
         for conc in args.levels:
             n = max(args.num_prompts, 4 * conc)
             runs_ours, runs_theirs, same = [], [], []
@@ -275,8 +275,8 @@ def fidelity(args):
                 ys = [r[key] for r in runs_theirs]
                 a, b_ = bench.median(xs), bench.median(ys)
                 worst = max(abs(x[key] / y[key] - 1.0) if y[key] else 0.0 for x, y in zip(same, runs_theirs))
-                print("%-6d %-18s %14.3f %14.3f %8.3f  %-19s %-19s %.2e" % (conc, label, a, b_, a / b_ if b_ else float("nan"), spread(xs),
-                                                                             spread(ys), worst))
+                ratio = a / b_ if b_ else float("nan")
+                print("%-6d %-18s %14.3f %14.3f %8.3f  %-19s %-19s %.2e" % (conc, label, a, b_, ratio, spread(xs), spread(ys), worst))
                 row[key] = (a, b_, xs, ys)
             print("%-6d %-18s %14.1f %14.1f" % (conc, "ITL gaps/request", bench.median([r["gaps_per_request"] for r in runs_ours]),
                                                 bench.median([r["gaps_per_request"] for r in same])))
