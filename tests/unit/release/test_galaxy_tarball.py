@@ -18,7 +18,7 @@ import tarfile
 
 import pytest
 
-from conftest import BIN, ROOT, clean_env, galaxy_info, run
+from conftest import BIN, ROOT, galaxy_info, run
 
 NS, NAME = "onprem", "llm_serving"
 FQ = "%s.%s" % (NS, NAME)
