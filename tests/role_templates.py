@@ -9,6 +9,11 @@ import shlex
 
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
+from ansible.utils.collection_loader._collection_finder import _AnsibleCollectionFinder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The collection's own filters (onprem.llm_serving.env_file, ...) resolve through the checkout's collection link.
+_AnsibleCollectionFinder(paths=[os.path.join(ROOT, ".cache", "collections")])._install()
 
 
 def trusted(value):

@@ -29,7 +29,7 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import lab  # noqa: E402  pylint: disable=wrong-import-position
 OUTPUT = os.path.join(ROOT, "tests", "output", "run_all")
-STAGES = ["prepare", "unit", "lint", "sanity", "integration", "molecule"]
+STAGES = ["prepare", "unit", "lint", "sanity", "integration", "molecule", "lab-down"]
 
 
 class Tally:
@@ -203,6 +203,20 @@ def stage_molecule(tally, only=None, jobs=None):
     print(f"molecule: {len(scenarios)} scenario(s) in {jobs} lane(s), {time.monotonic() - start_all:.0f}s", flush=True)
 
 
+def stage_lab_down(tally):
+    """The README's `make lab-down`, last: the lab hosts are removed and the lab's dockerd stops (one test)."""
+    start = time.monotonic()
+    rc = run(["make", "lab-down"])
+    problems = []
+    if rc != 0:
+        problems.append(f"make lab-down exited {rc}")
+    if lab.dockerd_pid():
+        problems.append(f"the lab's dockerd still runs (pid {lab.dockerd_pid()})")
+    if problems:
+        print("lab-down: " + "; ".join(problems), flush=True)
+    tally.add("lab-down", int(not problems), int(bool(problems)), 0, time.monotonic() - start, "(make lab-down)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", action="append", choices=STAGES, help="run only these stages (repeatable)")
@@ -230,6 +244,8 @@ def main() -> int:
             stage_pytest(tally, "integration", ["tests/integration"])
         elif stage == "molecule":
             stage_molecule(tally, args.role)
+        elif stage == "lab-down":
+            stage_lab_down(tally)
     passed, failed, skipped = tally.totals()
     print("\n" + "-" * 72)
     for stage, p, f, s, secs, note in tally.rows:

@@ -191,8 +191,8 @@ def test_playbooks_smoke_and_benchmark(vllm, tmp_path):
     row = [line for line in smoke.stdout.splitlines() if "vllm-tiny" in line and "0.32.0" in line]
     assert len(row) == 1 and row[0].rstrip().endswith("OK"), smoke.stdout
     reports = tmp_path / "reports"
-    extra = {"llm_benchmark_report_dir": str(reports), "llm_benchmark_concurrency": [1, 4], "llm_benchmark_num_prompts": 8,
-             "llm_benchmark_input_len": 16, "llm_benchmark_output_len": 16, "llm_benchmark_ignore_eos": True}
+    extra = {"benchmark_report_dir": str(reports), "benchmark_concurrency": [1, 4], "benchmark_num_prompts": 8,
+             "benchmark_input_len": 16, "benchmark_output_len": 16, "benchmark_ignore_eos": True}
     bench = subprocess.run([playbook, "-i", str(inventory), os.path.join(ROOT, "playbooks", "benchmark.yml"), "-e", json.dumps(extra)],
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
     assert bench.returncode == 0, bench.stdout

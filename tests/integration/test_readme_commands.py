@@ -1,0 +1,170 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Every command the README shows, run as a new user would, against the lab (one converge, several checks on it).
+
+- `make lab` on the lab hosts (vLLM on llm-lab-1, Ollama on llm-lab-2), then `ansible-playbook site.yml` again: changed=0.
+- the re-check command and the benchmark command of the README.
+- a run killed right after an instance's settings changed (before its restart), then re-run: the service is restarted and
+  runs the new settings (restarts are decided from the host's truth, roles/engine_common).
+- a meta test: every command in the README's ```sh blocks is one this suite (or CI itself) runs.
+
+Runs last in the integration stage (file order): it converges llm-lab-1 and llm-lab-2 with the real engines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SOCK = os.path.join(os.environ.get("LAB_DIR", os.path.join(ROOT, ".lab")), "docker", "docker.sock")
+VENV = os.path.join(ROOT, ".venv", "bin")
+RECHECK = "ansible-playbook site.yml --tags smoke,vllm_smoke,tgi_smoke,ollama_smoke"
+BENCH = "ansible-playbook site.yml playbooks/benchmark.yml --tags vllm_smoke,tgi_smoke,ollama_smoke,benchmark"
+
+# Each command the README shows, and where it runs. A README command missing here fails the meta test below.
+RUN_BY = {
+    "make lab": "test_make_lab_serves_and_a_rerun_changes_nothing",
+    "make test": "CI itself: .ci/run runs exactly this",
+    "make lab-down": "tests/run_all.py, the last stage (lab-down): the lab's dockerd is gone and its hosts with it",
+    RECHECK: "test_recheck_command",
+    BENCH: "test_benchmark_command",
+}
+
+pytestmark = pytest.mark.skipif(not os.path.exists(SOCK), reason="lab dockerd not running: run `tools/lab.py up`")
+
+
+def readme_commands():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    commands = []
+    for block in re.findall(r"```(?:sh|bash|console)\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            line = line.split("  #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                commands.append(re.sub(r"\s+", " ", line))
+    return commands
+
+
+def test_every_readme_command_is_run_by_a_test():
+    commands = readme_commands()
+    assert RECHECK in commands and BENCH in commands and "make lab" in commands
+    missing = [c for c in commands if c not in RUN_BY]
+    assert missing == [], "README commands no test runs: add them to RUN_BY with the test that runs them"
+    tests_here = open(__file__).read()
+    for command, where in RUN_BY.items():
+        if where.startswith("test_"):
+            assert "def %s(" % where in tests_here, (command, where)
+
+
+def env():
+    e = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", DOCKER_HOST="unix://" + SOCK)
+    e["PATH"] = VENV + os.pathsep + e.get("PATH", "")
+    return e
+
+
+def sh(command, timeout=1800, extra_env=None):
+    """A README command as a user types it, from the repository root."""
+    started = time.monotonic()
+    proc = subprocess.run(command, shell=True, cwd=ROOT, env=dict(env(), **(extra_env or {})), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout, check=False)
+    print("$ %s  (%.0f s, rc %d)" % (command, time.monotonic() - started, proc.returncode))
+    return proc
+
+
+def recap(out):
+    """{host: {ok:, changed:, failed:, ...}} from the PLAY RECAP."""
+    table = {}
+    for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", out[out.rindex("PLAY RECAP"):], re.M):
+        table[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", fields)}
+    return table
+
+
+def docker(*args):
+    return subprocess.run(["docker", *args], env=env(), capture_output=True, text=True, check=False)
+
+
+def main_pid(host, unit):
+    return int(docker("exec", host, "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip() or 0)
+
+
+def running_env(host, unit):
+    pid = main_pid(host, unit)
+    raw = docker("exec", host, "cat", "/proc/%d/environ" % pid).stdout
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+@pytest.fixture(scope="module")
+def converged():
+    proc = sh("make lab")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return proc.stdout
+
+
+def test_make_lab_serves_and_a_rerun_changes_nothing(converged):
+    table = converged[converged.rindex("Print one table of every endpoint"):]
+    assert re.search(r"llm-lab-1\s+tiny\s+vllm\s+0\.32\.0.*OK", table), table[:3000]
+    assert re.search(r"llm-lab-2\s+ollama\s+ollama\s+0\.5\.4.*OK", table), table[:3000]
+    assert "curl -s http://" in table
+    again = sh("ansible-playbook site.yml")
+    assert again.returncode == 0, again.stdout[-6000:]
+    counts = recap(again.stdout)
+    assert set(counts) == {"llm-lab-1", "llm-lab-2"}
+    assert all(c["changed"] == 0 and c["failed"] == 0 for c in counts.values()), counts
+
+
+def test_recheck_command(converged):
+    pids = (main_pid("llm-lab-1", "vllm-tiny.service"), main_pid("llm-lab-2", "ollama.service"))
+    proc = sh(RECHECK)
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    table = proc.stdout[proc.stdout.rindex("Print one table of every endpoint"):]
+    assert re.search(r"llm-lab-1\s+tiny\s+vllm.*OK", table) and re.search(r"llm-lab-2\s+ollama\s+ollama.*OK", table), table[:3000]
+    assert all(c["changed"] == 0 for c in recap(proc.stdout).values())
+    # a re-check restarts nothing
+    assert (main_pid("llm-lab-1", "vllm-tiny.service"), main_pid("llm-lab-2", "ollama.service")) == pids
+
+
+def test_benchmark_command(converged):
+    reports = os.path.join(ROOT, "benchmark-reports")
+    before = set(os.listdir(reports)) if os.path.isdir(reports) else set()
+    # the README's command, with a small sweep for CI's 2 cores (the same command with the role's defaults is heavier)
+    extra = {"benchmark_concurrency": [1, 4], "benchmark_num_prompts": 8, "benchmark_input_len": 16,
+             "benchmark_output_len": 16, "benchmark_ignore_eos": True}
+    proc = sh(BENCH + " -e '%s'" % json.dumps(extra))
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    new = sorted(set(os.listdir(reports)) - before)
+    assert any(n.startswith("llm-lab-1-tiny-") for n in new) and any(n.startswith("llm-lab-2-ollama-") for n in new), new
+    for name in new:
+        doc = json.load(open(os.path.join(reports, name)))
+        assert [lv["max_concurrency"] for lv in doc["levels"]] == [1, 4]
+        assert all(lv["completed"] == 8 and lv["failed"] == 0 for lv in doc["levels"]), name
+        os.remove(os.path.join(reports, name))
+
+
+def test_a_run_killed_before_its_restart_is_finished_by_the_next_run(converged):
+    """The run dies right after Ollama's settings drop-in changed, before any restart; the next run restarts it."""
+    host, unit = "llm-lab-2", "ollama.service"
+    assert running_env(host, unit).get("OLLAMA_NUM_PARALLEL") != "3"
+    pid = main_pid(host, unit)
+    cmd = "ansible-playbook site.yml --limit %s -e ollama_num_parallel=3" % host
+    killed = sh(cmd, extra_env={"ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "integration", "callbacks"),
+                                "ANSIBLE_CALLBACKS_ENABLED": "kill_after", "KILL_AFTER_TASK": "Write the settings drop-in"})
+    assert killed.returncode == -9 or killed.returncode == 137, killed.stdout[-4000:]
+    assert "kill_after: killing the run" in killed.stdout
+    dropin = docker("exec", host, "cat", "/etc/systemd/system/ollama.service.d/50-ollama-env.conf").stdout
+    assert "OLLAMA_NUM_PARALLEL=3" in dropin
+    # the file changed, the server did not: the same process still runs the old settings
+    assert main_pid(host, unit) == pid and running_env(host, unit).get("OLLAMA_NUM_PARALLEL") != "3"
+    rerun = sh(cmd)
+    assert rerun.returncode == 0, rerun.stdout[-6000:]
+    assert "ollama.service: " in rerun.stdout and "changed" in rerun.stdout  # the restart names its reason
+    assert main_pid(host, unit) != pid
+    assert running_env(host, unit).get("OLLAMA_NUM_PARALLEL") == "3"
+    # back to the inventory's settings (restarted again, from the host's truth), so later runs change nothing
+    back = sh("ansible-playbook site.yml --limit %s" % host)
+    assert back.returncode == 0, back.stdout[-6000:]
+    assert running_env(host, unit).get("OLLAMA_NUM_PARALLEL") != "3"
