@@ -89,8 +89,9 @@ options:
         server adds, or the chat messages with the template). Every prompt of the V(random) workload is then counted again
         and redrawn when it is off (C(prompt_check) in RV(plan)).
       - V(usage) counts with C(usage.prompt_tokens) of 1-token, non-streamed requests on the benchmarked API (any
-        OpenAI-compatible server; Ollama's OpenAI API, which takes text only). About one request per word of the list
-        (some 130) before the first level, and one to check the first prompt.
+        OpenAI-compatible server; Ollama's OpenAI API, which takes text only). Words are measured 8 at a time, then one by one
+        where a group is not one token per word - from about 17 requests (a large vocabulary) to about 143 (a tiny one) before
+        the first level, and one more to check the first prompt.
       - V(auto) uses V(tokenize) when the server answers C(/tokenize), else V(usage), else V(none).
       - V(none) sends one word per token without measuring anything; lengths are then only approximate.
     type: str
@@ -206,6 +207,16 @@ EXAMPLES = r"""
       tpot: 50
   delegate_to: localhost
   register: bench
+
+- name: Ollama's OpenAI API - prompts of exactly 256 tokens as Ollama counts them (template included), measured from usage
+  onprem.llm_serving.llm_benchmark:
+    url: http://gpu02:11434
+    model: "llama3.1:8b"
+    input_len: 256
+    output_len: 128
+    prompt_calibration: usage
+    concurrency: [1, 4]
+  delegate_to: localhost
 
 - name: Open loop at 2 and 4 requests/s with shared prefixes (prefix cache)
   onprem.llm_serving.llm_benchmark:
