@@ -213,7 +213,7 @@ def units_from_cgroup(path, root=""):
     unit, rest = _first_unit([part for part in path.split("/") if part])
     user_unit = None
     if unit and unit.startswith("user@") and unit.endswith(".service"):
-        user_unit, _ = _first_unit(rest)
+        user_unit = _first_unit(rest)[0]
     return unit, user_unit
 
 
@@ -403,8 +403,8 @@ def gather(fs, params, byteorder=sys.byteorder):
     wanted = params.get("gather") or list(GATHER_CHOICES)
     result = {"gathered": [name for name in GATHER_CHOICES if name in wanted]}
     if "gpus" in wanted:
-        devices_path = params.get("pci_devices_path") or os.path.join(params.get("sysfs_root") or "/sys",
-                                                                       "bus", "pci", "devices")
+        sysfs_root = params.get("sysfs_root") or "/sys"
+        devices_path = params.get("pci_devices_path") or os.path.join(sysfs_root, "bus", "pci", "devices")
         ids = params.get("nvswitch_device_ids")
         if ids is None:
             ids = DEFAULT_NVSWITCH_DEVICE_IDS
