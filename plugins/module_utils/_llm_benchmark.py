@@ -747,13 +747,34 @@ async def _run_level_async(client, path, api, model, requests, warmups, max_conc
                            extra_body, clock, ready_check, before_run):
     sem = asyncio.Semaphore(max_concurrency) if max_concurrency else None
 
+    loop = asyncio.get_event_loop()
+
     async def timed(body, rec):
+        # The timeout cancels this very task from a timer, as aiohttp's ClientTimeout does inside vLLM's request
+        # functions. asyncio.wait_for would run each request in a task of its own: one more loop iteration between a
+        # request's end and its slot's release, during which the next request's send (which wakes the server and, on a
+        # busy machine, gets this process preempted) overtakes the releases of requests that ended at the same time,
+        # and their slots stand idle.
+        task = asyncio.current_task() if hasattr(asyncio, "current_task") else asyncio.Task.current_task()
+        fired = []
+
+        def expire():
+            fired.append(True)
+            task.cancel()
+
+        handle = loop.call_later(client.timeout, expire)
         try:
-            return await asyncio.wait_for(client.stream_request(path, body, rec), client.timeout)
-        except asyncio.TimeoutError:
+            return await client.stream_request(path, body, rec)
+        except asyncio.CancelledError:
+            if not fired:
+                raise
+            if hasattr(task, "uncancel"):  # Python 3.11+: the cancellation was ours and is handled
+                task.uncancel()
             rec["success"] = False
             rec["error"] = "no complete answer within timeout=%s s" % client.timeout
             return rec
+        finally:
+            handle.cancel()
 
     async def one(req):
         rec = new_record(req["prompt_len"])

@@ -385,6 +385,17 @@ def test_async_client_failures_are_failed_records(server, error):
     assert m["failed"] == 2 and m["mean_ttft_ms"] == 0.0
 
 
+def test_requests_run_in_the_level_tasks_without_a_task_of_their_own(monkeypatch):
+    # vLLM's request functions time out inside aiohttp; asyncio.wait_for would add a task (and a loop iteration) per request
+    def no_wait_for(*_a, **_k):
+        raise AssertionError("asyncio.wait_for used")
+    monkeypatch.setattr(b.asyncio, "wait_for", no_wait_for)
+    reqs = b.build_workload("random", 4, 4, 3, seed=0)
+    with FakeOpenAI(tokens=3) as srv:
+        records, _duration = b.run_level(b.AsyncStreamClient(srv.url), "completions", "tiny", reqs, max_concurrency=2)
+    assert [r["success"] for r in records] == [True] * 4
+
+
 def test_request_over_the_timeout_is_a_failed_record():
     reqs = b.build_workload("random", 1, 4, 50, seed=0)
     with FakeOpenAI(tokens=50) as srv:  # 50 tokens, 2 ms apart: about 0.1 s
