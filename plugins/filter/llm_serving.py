@@ -45,8 +45,8 @@ CONTRACT_DEFAULTS = {
     "instance": None,
     "model": None,
 }
-CONTRACT_KEYS = set(CONTRACT_DEFAULTS) | {"name", "engine", "protocol", "url", "health_path", "metrics_path",
-                                         "host", "port", "vocab_size"}
+CONTRACT_KEYS = set(CONTRACT_DEFAULTS) | {
+    "name", "engine", "protocol", "url", "health_path", "metrics_path", "host", "port", "vocab_size"}
 WILDCARDS = ("0.0.0.0", "::", "[::]", "")
 TABLE_FORMAT = "%-14s %-16s %-7s %-22s %-18s %7s %8s %7s %8s  %s"
 

@@ -16,7 +16,8 @@ from ansible.errors import AnsibleFilterError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-import role_templates  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import  (installs the collection finder)
+# role_templates installs the collection finder, so the collection's filter plugin imports
+import role_templates  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 from ansible_collections.onprem.llm_serving.plugins.filter import llm_serving as f  # noqa: E402  pylint: disable=wrong-import-position
 
 
