@@ -70,11 +70,20 @@ _benchmark = serve.benchmark
 async def benchmark(*a, **k):
     # CPU time of the client itself over warm-ups and measured requests (what run_ours measures for llm_benchmark)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
+    w0 = _waited()
     try:
         return await _benchmark(*a, **k)
     finally:
         r1 = resource.getrusage(resource.RUSAGE_SELF)
         print("CLIENT_CPU_S %.4f" % (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime), flush=True)
+        print("CLIENT_WAIT_S %.4f" % (_waited() - w0), flush=True)
+def _waited():
+    # seconds the event-loop thread spent runnable but waiting for a CPU (Linux schedstat)
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 serve.benchmark = benchmark
 parser = argparse.ArgumentParser()
 serve.add_cli_args(parser)
@@ -155,6 +164,15 @@ def per_request_server_tokens(url, before, n, warm_prompt_tokens, warm_requests)
     return (after - before - warm_prompt_tokens * warm_requests) / float(n)
 
 
+def runqueue_wait():
+    """Seconds this thread has spent runnable but waiting for a CPU (Linux /proc schedstat); nan elsewhere."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def busy_slots(duration, latencies, conc):
     """Share of the closed loop's request slots that held a request between first token and last: sum(E2EL) / (conc x duration).
     What is missing is time from a request's last token to the next request's start (the rest of the response, the hand-off
@@ -168,10 +186,13 @@ def run_ours(url, conc, n, args, model="tiny"):
     load0 = os.getloadavg()[0]
     before = server_prompt_tokens(url)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
+    w0 = runqueue_wait()
     records, duration = bench.run_level(client, "completions", model, reqs, args.warmups, conc, ignore_eos=True)
+    out_wait = runqueue_wait() - w0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     out = bench.calculate_metrics(records, duration, percentiles=[50, 99])
     out["client_cpu_s"] = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+    out["client_wait_s"] = out_wait
     out["gaps_per_request"] = bench.mean([len(r["itl"]) for r in records if r["success"]])
     out["busy_slots"] = busy_slots(out["duration"], [r["latency"] for r in records], conc)
     # the warm-ups send the first prompt
@@ -198,6 +219,8 @@ def run_vllm_bench(python, url, model_dir, conc, n, args):
     doc["busy_slots"] = busy_slots(doc["duration"], doc["latencies"], conc)
     cpu = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("CLIENT_CPU_S ")]
     doc["client_cpu_s"] = float(cpu[-1]) if cpu else float("nan")
+    wait = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("CLIENT_WAIT_S ")]
+    doc["client_wait_s"] = float(wait[-1]) if wait else float("nan")
     # vllm bench serve sends its first prompt as each warm-up (its initial test run is off by default)
     doc["server_tok_per_req"] = per_request_server_tokens(url, before, len(doc["input_lens"]), doc["input_lens"][0], args.warmups)
     doc["load"] = (load0, os.getloadavg()[0])
@@ -269,8 +292,10 @@ def fidelity(args):
                 runs_theirs.append(theirs)
                 same.append(recompute(theirs))
                 loads.extend(ours["load"] + theirs["load"])
-                print("       run %d: ours %.0f tok/s (client CPU %.2f s), vllm bench %.0f tok/s (client CPU %.2f s); load %.2f-%.2f" % (
-                    rep + 1, ours["output_throughput"], ours["client_cpu_s"], theirs["output_throughput"], theirs["client_cpu_s"],
+                print("       run %d: ours %.0f tok/s (client CPU %.2f s, waited for a CPU %.2f s of %.2f s), vllm bench %.0f tok/s (client CPU "
+                      "%.2f s, waited %.2f s of %.2f s); load %.2f-%.2f" % (
+                          rep + 1, ours["output_throughput"], ours["client_cpu_s"], ours["client_wait_s"], ours["duration"],
+                          theirs["output_throughput"], theirs["client_cpu_s"], theirs["client_wait_s"], theirs["duration"],
                     min(ours["load"] + theirs["load"]),
                     max(ours["load"] + theirs["load"])), flush=True)
             row = {"conc": conc}
@@ -305,6 +330,10 @@ def fidelity(args):
             print("%-6d %-18s %14.3f %14.3f %8.3f  %-19s %-19s (warm-ups + measured run, in the client process)" % (
                 conc, "client CPU (s)", row["cpu"][0], row["cpu"][1], row["cpu"][0] / row["cpu"][1] if row["cpu"][1] else float("nan"),
                 spread(xs), spread(ys)))
+            xs = [r["client_wait_s"] / r["duration"] for r in runs_ours]
+            ys = [r["client_wait_s"] / r["duration"] for r in runs_theirs]
+            print("%-6d %-18s %14.3f %14.3f %8s  %-19s %-19s (client thread runnable but not running, s per s of run; warm-ups incl.)" % (
+                conc, "client CPU wait", bench.median(xs), bench.median(ys), "", spread(xs), spread(ys)))
             print("%-6d %-18s %14d %14d   (%d prompts, median of %d runs each)" % (
                 conc, "failed", sum(r["failed"] for r in runs_ours), sum(r["failed"] for r in runs_theirs), n, args.repeats), flush=True)
             table.append(row)
