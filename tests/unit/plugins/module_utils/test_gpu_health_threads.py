@@ -104,8 +104,21 @@ def test_results_in_index_order_when_the_last_gpu_answers_first():
     assert len(set(result["gpu_facts"]["uuids"])) == 4
 
 
+class BarrierSlowFakeNvml(SlowFakeNvml):
+    """SlowFakeNvml whose handles wait for each other: a thread that finished one GPU cannot take the next one
+    (without it, a fast pool may reuse a thread and the thread count depends on the machine's load)."""
+
+    def __init__(self, count, **kwargs):
+        super(BarrierSlowFakeNvml, self).__init__(count=count, **kwargs)
+        self.barrier = threading.Barrier(count, timeout=10)
+
+    def device_handle(self, index):
+        self.barrier.wait()
+        return super(BarrierSlowFakeNvml, self).device_handle(index)
+
+
 def test_one_thread_per_gpu_and_each_gpus_fields_in_order():
-    fake = SlowFakeNvml(count=3)
+    fake = BarrierSlowFakeNvml(count=3)
     gh.evaluate(fake, {})
     for index in range(3):
         assert len(fake.threads[index]) == 1  # one GPU, one thread
