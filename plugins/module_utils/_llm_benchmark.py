@@ -22,8 +22,10 @@ Standard library only. Three parts:
    lib/endpoint_request_func.py do (vLLM 0.32):
 
    - TTFT: arrival of the first SSE event whose ``choices`` is non-empty minus the request's
-     start (taken just before the connection is acquired and the request sent). Each event
-     gets its own timestamp when it is parsed, as in vLLM (not one per network read).
+     start (taken just before the connection is acquired and the request sent; the send waits
+     one loop iteration, so requests released together all have their start before the first
+     is sent, as with aiohttp's request-writing task). Each event gets its own timestamp when
+     it is parsed, as in vLLM (not one per network read).
    - ITL: gaps between successive such events, pooled over all successful requests.
    - E2EL (``latency``): arrival of the LAST token-bearing event minus the start (the usage
      chunk and ``[DONE]`` do not move it).
@@ -556,7 +558,7 @@ class AsyncStreamClient(object):
     """Minimal HTTP/1.1 client on asyncio streams with a keep-alive connection pool."""
 
     def __init__(self, url, api_key=None, headers=None, timeout=600.0, validate_certs=True, ca_path=None, client_cert=None, client_key=None,
-                 clock=time.perf_counter):
+                 clock=time.perf_counter, defer_send=True):
         parts = urlsplit(url or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise LlmConfigError("url %r is not an http:// or https:// URL with a host; set url to the engine's base URL" % (url,))
@@ -580,6 +582,7 @@ class AsyncStreamClient(object):
         self._head_tail = "".join("%s: %s\r\n" % (k, v) for k, v in hdrs.items())
         self.timeout = timeout
         self.clock = clock
+        self.defer_send = defer_send
         self._idle = []
 
     async def _acquire(self):
@@ -673,6 +676,10 @@ class AsyncStreamClient(object):
         try:
             conn = await self._acquire()
             reader, writer = conn
+            if self.defer_send:
+                # As aiohttp (3.14, Python 3.11) in vLLM's request functions: the request is written by a task of
+                # its own, so every request released in one loop iteration takes its start time before any is sent.
+                await asyncio.sleep(0)
             writer.write(head + payload)
             status, headers = await self._read_head(reader)
             if status != 200:

@@ -20,7 +20,8 @@ description:
   - Warm-up requests (O(warmup_requests)) run before each level and are not measured.
   - "Definitions, identical to vLLM 0.32 C(vllm/benchmarks/serve.py) and C(lib/endpoint_request_func.py):"
   - "TTFT - arrival of the first SSE event whose C(choices) is non-empty minus the request's start (taken before the connection is
-    acquired and the request sent)."
+    acquired and the request sent; requests released together all take their start before the first of them is sent, as aiohttp
+    writes requests from a task of their own in vLLM's request functions)."
   - "ITL - gaps between successive such events of a request, pooled over all successful requests. Each event is timestamped when
     it is parsed, as vLLM does, also when several came in one network read."
   - "E2EL - arrival of the last token-bearing event minus the start (the usage chunk and C([DONE]) do not extend it)."

@@ -385,6 +385,35 @@ def test_async_client_failures_are_failed_records(server, error):
     assert m["failed"] == 2 and m["mean_ttft_ms"] == 0.0
 
 
+@pytest.mark.parametrize("defer, order", [(True, ["clock", "clock", "send", "send"]), (False, ["clock", "send", "clock", "send"])])
+def test_requests_released_together_take_their_start_times_before_any_is_sent(defer, order):
+    # aiohttp on Python 3.11 writes a request from a task of its own, so in vllm bench serve every request released in
+    # one loop iteration has its start time before the first of them is sent
+    log = []
+
+    class Client(b.AsyncStreamClient):
+        async def _acquire(self):
+            reader, writer = await b.AsyncStreamClient._acquire(self)
+            if not hasattr(writer, "logged"):  # pooled connections come back: wrap each writer once
+                write = writer.write
+
+                def logged(data):
+                    log.append("send")
+                    return write(data)
+                writer.write = writer.logged = logged
+            return reader, writer
+
+    def clock():
+        log.append("clock")
+        return 0.0
+    reqs = b.build_workload("random", 2, 4, 2, seed=0)
+    with FakeOpenAI(tokens=2) as srv:
+        # two warm-ups leave two pooled connections, so the measured pair starts in one loop iteration
+        records, _duration = b.run_level(Client(srv.url, clock=clock, defer_send=defer), "completions", "tiny", reqs, warmups=2,
+                                         max_concurrency=2, before_run=log.clear)
+    assert [r["success"] for r in records] == [True, True] and log[:4] == order, log
+
+
 def test_requests_run_in_the_level_tasks_without_a_task_of_their_own(monkeypatch):
     # vLLM's request functions time out inside aiohttp; asyncio.wait_for would add a task (and a loop iteration) per request
     def no_wait_for(*_a, **_k):
