@@ -292,12 +292,12 @@ def fidelity(args):
                 runs_theirs.append(theirs)
                 same.append(recompute(theirs))
                 loads.extend(ours["load"] + theirs["load"])
+                loads_run = ours["load"] + theirs["load"]
                 print("       run %d: ours %.0f tok/s (client CPU %.2f s, waited for a CPU %.2f s of %.2f s), vllm bench %.0f tok/s (client CPU "
                       "%.2f s, waited %.2f s of %.2f s); load %.2f-%.2f" % (
                           rep + 1, ours["output_throughput"], ours["client_cpu_s"], ours["client_wait_s"], ours["duration"],
                           theirs["output_throughput"], theirs["client_cpu_s"], theirs["client_wait_s"], theirs["duration"],
-                    min(ours["load"] + theirs["load"]),
-                    max(ours["load"] + theirs["load"])), flush=True)
+                          min(loads_run), max(loads_run)), flush=True)
             row = {"conc": conc}
             for label, key in ROWS:
                 xs = [r[key] for r in runs_ours]
