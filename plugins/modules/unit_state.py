@@ -13,7 +13,7 @@ version_added: 0.2.0
 description:
   - Reads, for each unit, what systemd knows (C(LoadState), C(ActiveState), C(NeedDaemonReload), when it became
     active) and the modification time of every file it reads (unit file, drop-ins and their directories,
-    C(EnvironmentFile=)s, and the O(units[].paths) the caller names, such as an install marker or a version symlink).
+    C(EnvironmentFile=)s, and the C(paths) the caller names in O(units), such as an install marker or a version symlink).
   - A running unit must restart when any of those files changed after it started, or when systemd says its unit
     changed on disk. Deciding from the host, not from the C(changed) results of this run, makes a re-run converge
     after a run that died between writing a file and restarting the service.
@@ -26,6 +26,7 @@ attributes:
     description: Reads only; the same answer in check mode.
   diff_mode:
     support: none
+    description: Nothing is written, so there is no diff.
   idempotent:
     support: full
     description: Never changes anything.
