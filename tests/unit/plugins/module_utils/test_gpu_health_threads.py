@@ -45,16 +45,21 @@ class SlowFakeNvml(FakeNvml):
                     self.finished.append(index)
 
 
-class BarrierFakeNvml(FakeNvml):
-    """Every GPU's handle waits until all GPUs asked for theirs: passes only when they are read at once."""
+class MeetAtHandles(object):
+    """Mixin: every GPU's handle waits until all GPUs asked for theirs, so the fake passes only when they are read at
+    once (and a thread that finished one GPU cannot take the next: the thread count does not depend on the load)."""
 
     def __init__(self, count, **kwargs):
-        super(BarrierFakeNvml, self).__init__(count=count, **kwargs)
+        super(MeetAtHandles, self).__init__(count=count, **kwargs)
         self.barrier = threading.Barrier(count, timeout=10)
 
     def device_handle(self, index):
         self.barrier.wait()
-        return super(BarrierFakeNvml, self).device_handle(index)
+        return super(MeetAtHandles, self).device_handle(index)
+
+
+class BarrierFakeNvml(MeetAtHandles, FakeNvml):
+    """FakeNvml whose GPUs must be read at once."""
 
 
 def _without_timing(result):
@@ -104,17 +109,8 @@ def test_results_in_index_order_when_the_last_gpu_answers_first():
     assert len(set(result["gpu_facts"]["uuids"])) == 4
 
 
-class BarrierSlowFakeNvml(SlowFakeNvml):
-    """SlowFakeNvml whose handles wait for each other: a thread that finished one GPU cannot take the next one
-    (without it, a fast pool may reuse a thread and the thread count depends on the machine's load)."""
-
-    def __init__(self, count, **kwargs):
-        super(BarrierSlowFakeNvml, self).__init__(count=count, **kwargs)
-        self.barrier = threading.Barrier(count, timeout=10)
-
-    def device_handle(self, index):
-        self.barrier.wait()
-        return super(BarrierSlowFakeNvml, self).device_handle(index)
+class BarrierSlowFakeNvml(MeetAtHandles, SlowFakeNvml):
+    """SlowFakeNvml (which records the threads) whose GPUs must be read at once."""
 
 
 def test_one_thread_per_gpu_and_each_gpus_fields_in_order():
