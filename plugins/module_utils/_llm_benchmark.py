@@ -158,6 +158,15 @@ def build_workload(kind="random", num_prompts=100, input_len=128, output_len=128
     if calibration and not token_ids:
         overhead = calibration["overhead"]
     reqs = []
+
+    def piece(n_tokens):
+        """A prompt (or prefix) of n_tokens tokens of content, in the form the options ask for."""
+        if token_ids:
+            return _token_ids(rng, n_tokens, vocab_size)
+        if calibration:
+            return compose_prompt(rng, calibration, overhead + n_tokens)[0]
+        return " ".join(_plain_words(rng, n_tokens))
+
     if kind == "random":
         real = input_len - overhead
         in_lo, in_hi = _length_range(real, range_ratio)
@@ -169,12 +178,7 @@ def build_workload(kind="random", num_prompts=100, input_len=128, output_len=128
         for _i in range(num_prompts):
             n_in = rng.randint(in_lo, in_hi)
             n_out = rng.randint(out_lo, out_hi)
-            if token_ids:
-                prompt = _token_ids(rng, n_in, vocab_size)
-            elif calibration:
-                prompt = compose_prompt(rng, calibration, overhead + n_in)[0]
-            else:
-                prompt = " ".join(_plain_words(rng, n_in))
+            prompt = piece(n_in)
             reqs.append({"prompt": prompt, "prompt_len": overhead + n_in, "output_len": n_out})
         return reqs
     if kind == "prefix_repetition":
@@ -183,12 +187,7 @@ def build_workload(kind="random", num_prompts=100, input_len=128, output_len=128
             raise LlmConfigError("num_prompts (%d) must be at least num_prefixes (%d) for the prefix_repetition workload; raise num_prompts or "
                                  "lower num_prefixes" % (num_prompts, num_prefixes))
         for _p in range(num_prefixes):
-            if token_ids:
-                prefix = _token_ids(rng, prefix_len, vocab_size)
-            elif calibration:
-                prefix = compose_prompt(rng, calibration, overhead + prefix_len)[0]
-            else:
-                prefix = " ".join(_plain_words(rng, prefix_len))
+            prefix = piece(prefix_len)
             for _i in range(per_prefix):
                 if token_ids:
                     prompt = prefix + _token_ids(rng, suffix_len, vocab_size)

@@ -20,20 +20,12 @@ import importlib.util
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-
-def import_collection():
-    tmp = tempfile.mkdtemp(prefix="gpu_health_ab_")
-    os.makedirs(os.path.join(tmp, "ansible_collections", "onprem"))
-    os.symlink(REPO, os.path.join(tmp, "ansible_collections", "onprem", "llm_serving"))
-    sys.path.insert(0, tmp)
-    from ansible_collections.onprem.llm_serving.plugins.module_utils import _gpu_health, _nvml  # pylint: disable=import-outside-toplevel
-    return _gpu_health, _nvml
+from bench_gpu_health import import_collection  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def load_file(path, name):

@@ -21,21 +21,13 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 
-
-def import_nvml():
-    tmp = tempfile.mkdtemp(prefix="gpu_health_probe_")
-    os.makedirs(os.path.join(tmp, "ansible_collections", "onprem"))
-    os.symlink(REPO, os.path.join(tmp, "ansible_collections", "onprem", "llm_serving"))
-    sys.path.insert(0, tmp)
-    from ansible_collections.onprem.llm_serving.plugins.module_utils import _nvml  # pylint: disable=import-outside-toplevel
-    return _nvml
+from bench_gpu_health import import_collection  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def read_one(nvml, backend, handle, field):
@@ -74,7 +66,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args(argv)
-    nvml = import_nvml()
+    nvml = import_collection()[1]
     backend = nvml.PynvmlBackend()
     backend.init()  # load the library once, outside the numbers
     count = backend.device_count()
