@@ -1,0 +1,111 @@
+#!/usr/bin/python
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: manifest_verify
+short_description: Check every file a SHA256SUMS manifest lists, and name each one that differs
+version_added: 0.2.0
+description:
+  - Hashes every file the manifest in O(path) lists (sha256sum(1) format, as the bundle and the artefacts write it)
+    and fails when one is missing or differs, naming each file with its expected and actual sha256.
+  - C(site.yml) runs it on the controller against the whole bundle before any host is touched, and on the hosts
+    against what was copied to a staging directory, before it is swapped into place.
+  - Read-only.
+author:
+  - onprem.llm_serving maintainers (@onprem)
+attributes:
+  check_mode:
+    support: full
+    description: Reads only; the same answer in check mode.
+  diff_mode:
+    support: none
+    description: Nothing is written.
+  idempotent:
+    support: full
+    description: Never changes anything.
+  platform:
+    support: full
+    platforms: posix
+options:
+  path:
+    description: The directory the manifest's paths are relative to.
+    type: path
+    required: true
+  manifest:
+    description: The manifest's file name inside O(path).
+    type: str
+    default: SHA256SUMS
+  only:
+    description: Check only the listed paths under these prefixes (V(apt/debian-12)); all when empty.
+    type: list
+    elements: str
+    default: []
+  fix:
+    description: What the failure message tells the user to do.
+    type: str
+    default: Rebuild the bundle (ansible-playbook playbooks/bundle.yml) or copy the file again.
+"""
+
+EXAMPLES = r"""
+- name: Verify the bundle before anything is copied from it
+  onprem.llm_serving.manifest_verify:
+    path: /srv/bundle
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+files:
+  description: How many files were checked.
+  returned: always
+  type: int
+  sample: 212
+bytes:
+  description: How many bytes were hashed.
+  returned: always
+  type: int
+  sample: 1012345678
+mismatches:
+  description: The files that differ (empty on success); C(actual) is V(missing) for a file that is not there.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /srv/bundle/apt/debian-12/pool/zstd_1.5.4+dfsg2-5_amd64.deb, expected: 5e0c..., actual: 91ab...}]
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.onprem.llm_serving.plugins.module_utils import _bundle
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            manifest=dict(type="str", default=_bundle.MANIFEST),
+            only=dict(type="list", elements="str", default=[]),
+            fix=dict(type="str", default="Rebuild the bundle (ansible-playbook playbooks/bundle.yml) or copy the file again."),
+        ),
+        supports_check_mode=True,
+    )
+    root = module.params["path"]
+    try:
+        entries, mismatches = _bundle.verify_tree(root, module.params["manifest"], module.params["only"])
+    except (_bundle.BundleError, OSError) as exc:
+        module.fail_json(msg="manifest_verify %s: %s" % (root, exc), files=0, bytes=0, mismatches=[])
+    size = sum(os.path.getsize(os.path.join(root, rel)) for rel in entries if os.path.isfile(os.path.join(root, rel)))
+    result = dict(changed=False, files=len(entries), bytes=size, mismatches=[m.as_dict() for m in mismatches])
+    if mismatches:
+        module.fail_json(msg=_bundle.mismatch_message(root, mismatches, module.params["fix"]), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
