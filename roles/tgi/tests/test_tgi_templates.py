@@ -70,3 +70,20 @@ def test_env_file_exact_offline_and_usage_stats():
 def test_env_file_hub_allowed():
     text = render("tgi.env.j2", dict(INSTANCE, api_key=""), tgi_hf_hub_offline=False)
     assert "HF_HUB_OFFLINE" not in text and "API_KEY" not in text
+
+
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_unit_never_pulls_and_runs_the_image_by_id(engine):
+    image_id = "sha256:" + "b" * 64
+    unit = render("tgi.service.j2", INSTANCE, tgi_container_engine=engine, tgi_image_id="b" * 64)
+    argv = exec_start(unit)
+    assert argv[:3] == ["/usr/bin/%s" % engine, "run", "--rm"] and "--pull=never" in argv
+    run_opts = argv[:argv.index(image_id)]
+    assert argv[argv.index(image_id) + 1] == "--model-id"
+    assert "ghcr.io/huggingface/text-generation-inference:3.3.6" not in argv
+    assert run_opts[run_opts.index("--label") + 1] == "onprem.llm_serving.image=ghcr.io/huggingface/text-generation-inference:3.3.6"
+
+
+def test_unit_without_an_id_runs_the_name_and_still_never_pulls():
+    argv = exec_start(render("tgi.service.j2", INSTANCE))
+    assert "--pull=never" in argv and argv[argv.index("--model-id") - 1] == "ghcr.io/huggingface/text-generation-inference:3.3.6"
