@@ -6,13 +6,21 @@
 No registry is reachable, so the host image is debootstrapped from Debian's archive and cached as
 a tarball. Everything lives under one git-ignored directory (.lab/ by default, LAB_DIR to move it).
 
-    python3 tools/lab.py up [--hosts N] [--airgap] [--prefix P]
+    python3 tools/lab.py up [--hosts N] [--online] [--prefix P]
                                              start dockerd, build/import the image, start N hosts
+                                             (air-gapped unless --online: see AIR GAP below)
     tools/lab.py down                        remove the hosts, stop dockerd (the image cache stays)
     tools/lab.py status                      what runs
     tools/lab.py env                         shell exports (DOCKER_HOST) for docker / molecule
     tools/lab.py image                       only make sure the image is imported
-    tools/lab.py run-site [ansible args]     build the lab artefacts and run site.yml on the lab
+    tools/lab.py run-site [ansible args]     build the lab artefacts and the bundle (playbooks/bundle.yml), then
+                                             run site.yml from the bundle (-e @.cache/bundle/vars.yml)
+
+AIR GAP (the default): the hosts sit on an --internal Docker network (lab-airgap): its gateway, the controller,
+drops every packet not addressed to the lab subnet, so nothing leaves it; the controller reaches the hosts on the
+subnet. Their /etc/resolv.conf names 127.0.0.1, where nothing answers, so a DNS query never leaves the host either.
+The image keeps Debian's archive in its apt sources, as a host moved into an enclave would: the roles must not use
+it. tests/integration/test_airgap.py counts every packet that tries to leave each host during a whole site.yml.
 
 Facts behind the container options are in ../shared/LAB.md: --privileged fails on this VM
 (CAP_SYS_RESOURCE is not in its bounding set), so every other capability is listed; each host
@@ -241,6 +249,18 @@ def ensure_network(airgap: bool) -> str:
     return AIRGAP_NET
 
 
+def resolv_conf() -> str:
+    """The air-gapped hosts' resolver: loopback, where nothing listens (a query is counted, never answered)."""
+    path = os.path.join(LAB_DIR, "resolv.conf")
+    want = "# onprem.llm_serving lab: air-gapped, nothing resolves\nnameserver 127.0.0.1\n"
+    if not os.path.isfile(path) or open(path).read() != want:
+        os.makedirs(LAB_DIR, exist_ok=True)
+        with open(path + ".part", "w") as handle:
+            handle.write(want)
+        os.replace(path + ".part", path)
+    return path
+
+
 def wait_systemd(name: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     state = ""
@@ -259,6 +279,8 @@ def up(n: int, airgap: bool, prefix: str = HOST_PREFIX) -> None:
     network = ensure_network(airgap)
     existing = dict(running_hosts())
     opts = container_options()
+    if airgap:
+        opts += ["-v", f"{resolv_conf()}:/etc/resolv.conf:ro"]
     opts_key = hashlib.sha256(json.dumps([opts, IMAGE, os.path.basename(image_tarball())]).encode()).hexdigest()[:12]
     for name in host_names(n, prefix):
         state = existing.get(name)
@@ -296,7 +318,11 @@ def status() -> None:
         print(f"{name}: {state}")
 
 
+BUNDLE_VARS = os.path.join(ROOT, ".cache", "bundle", "vars.yml")
+
+
 def run_site(extra: list) -> int:
+    """The air-gapped workflow of the README, on the lab: artefacts -> bundle -> site.yml from the bundle."""
     venv_bin = os.path.join(ROOT, ".venv", "bin")
     env = docker_env()
     env["PATH"] = venv_bin + os.pathsep + env.get("PATH", "")
@@ -306,7 +332,13 @@ def run_site(extra: list) -> int:
         if rc != 0:
             log("building the lab artefacts failed (tools/artefacts.py all)")
             return rc
-    cmd = [os.path.join(venv_bin, "ansible-playbook"), "site.yml", *extra]
+    bundle = [os.path.join(venv_bin, "ansible-playbook"), "playbooks/bundle.yml"]
+    log(" ".join(bundle))
+    rc = subprocess.run(bundle, cwd=ROOT, env=env, check=False).returncode
+    if rc != 0:
+        log("building the bundle failed (ansible-playbook playbooks/bundle.yml)")
+        return rc
+    cmd = [os.path.join(venv_bin, "ansible-playbook"), "site.yml", "-e", "@" + os.path.relpath(BUNDLE_VARS, ROOT), *extra]
     log(" ".join(cmd))
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
@@ -316,7 +348,9 @@ def main(argv: list | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up")
     p_up.add_argument("--hosts", type=int, default=2)
-    p_up.add_argument("--airgap", action="store_true", help="put the hosts on an --internal network with no route out")
+    p_up.add_argument("--online", action="store_true",
+                      help="put the hosts on Docker's default bridge, with a route out (default: air-gapped)")
+    p_up.add_argument("--airgap", action="store_true", help="the default; kept for old command lines")
     p_up.add_argument("--prefix", default=HOST_PREFIX, help=f"host name prefix (default {HOST_PREFIX}; the lab inventory uses it)")
     sub.add_parser("down")
     sub.add_parser("status")
@@ -332,7 +366,7 @@ def main(argv: list | None = None) -> int:
                 raise LabError(f"--hosts {args.hosts}: choose 1 to 16 (2 cores: 2-4 hosts converge well)")
             if not args.prefix.replace("-", "").isalnum():
                 raise LabError(f"--prefix {args.prefix!r}: use letters, digits and dashes")
-            up(args.hosts, args.airgap, args.prefix)
+            up(args.hosts, not args.online, args.prefix)
         elif args.cmd == "down":
             down()
         elif args.cmd == "status":

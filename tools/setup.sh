@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(debootstrap docker.io rsync shellcheck)
+# tcpdump: the air-gap test counts egress attempts; gnupg: the bundle signs its apt repository.
+APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

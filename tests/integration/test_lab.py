@@ -21,7 +21,7 @@ def docker(*args, check=True):
 
 @pytest.fixture(scope="module")
 def airgap_host():
-    subprocess.run([*LAB, "up", "--hosts", "1", "--airgap", "--prefix", "llm-airgap-"], check=True)
+    subprocess.run([*LAB, "up", "--hosts", "1", "--prefix", "llm-airgap-"], check=True)
     yield "llm-airgap-1"
     docker("rm", "-f", "llm-airgap-1", check=False)
 
@@ -57,8 +57,17 @@ def test_airgap_host_has_no_route_out(airgap_host):
     assert list(nets) == ["lab-airgap"]
     internal = docker("network", "inspect", "lab-airgap", "--format", "{{.Internal}}").stdout.strip()
     assert internal == "true"
-    # Name resolution of the outside world fails (Docker's embedded DNS does not forward on an internal network).
+    # Name resolution of the outside world fails: the resolver is loopback, where nothing answers.
+    assert "nameserver 127.0.0.1" in docker("exec", airgap_host, "cat", "/etc/resolv.conf").stdout
     proc = docker("exec", airgap_host, "getent", "hosts", "deb.debian.org", check=False)
     assert proc.returncode != 0, proc.stdout
-    # while the connected lab host resolves it
-    assert docker("exec", "llm-lab-1", "getent", "hosts", "deb.debian.org", check=False).returncode == 0
+    # and nothing reaches the archive (the gateway drops what is not for the lab subnet)
+    proc = docker("exec", airgap_host, "timeout", "5", "python3", "-c",
+                  "import socket; socket.create_connection(('151.101.2.132', 80), timeout=2)", check=False)
+    assert proc.returncode != 0, proc.stdout
+
+
+def test_lab_hosts_are_air_gapped_by_default():
+    for host in ("llm-lab-1", "llm-lab-2"):
+        nets = json.loads(docker("inspect", host, "--format", "{{json .NetworkSettings.Networks}}").stdout)
+        assert list(nets) == ["lab-airgap"], (host, nets)

@@ -3,7 +3,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Every command the README shows, run as a new user would, against the lab (one converge, several checks on it).
 
-- `make lab` on the lab hosts (vLLM on llm-lab-1, Ollama on llm-lab-2), then `ansible-playbook site.yml` again: changed=0.
+- `make lab` on fresh air-gapped lab hosts (vLLM on llm-lab-1, Ollama on llm-lab-2), from the bundle, while tcpdump in
+  each host's network namespace counts every packet that tries to leave the lab subnet and every DNS query: 0 attempts;
+  then `ansible-playbook site.yml -e @.cache/bundle/vars.yml` again: changed=0, still 0 attempts.
+- the counter can fail: a DNS lookup and a connection attempt from a host are counted.
 - the re-check command and the benchmark command of the README.
 - a run killed right after an instance's settings changed (before its restart), then re-run: the service is restarted and
   runs the new settings (restarts are decided from the host's truth, roles/engine_common).
@@ -21,15 +24,22 @@ import time
 
 import pytest
 
+from egress import EgressCapture
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOCK = os.path.join(os.environ.get("LAB_DIR", os.path.join(ROOT, ".lab")), "docker", "docker.sock")
 VENV = os.path.join(ROOT, ".venv", "bin")
+HOSTS = ("llm-lab-1", "llm-lab-2")
+RERUN = "ansible-playbook site.yml -e @.cache/bundle/vars.yml"
 RECHECK = "ansible-playbook site.yml --tags smoke,vllm_smoke,tgi_smoke,ollama_smoke"
 BENCH = "ansible-playbook site.yml playbooks/benchmark.yml --tags vllm_smoke,tgi_smoke,ollama_smoke,benchmark"
 
 # Each command the README shows, and where it runs. A README command missing here fails the meta test below.
 RUN_BY = {
     "make lab": "test_make_lab_serves_and_a_rerun_changes_nothing",
+    "make lab-up": "converged (the fixture starts the hosts first, so that the egress capture sees the whole make lab)",
+    RERUN: "test_make_lab_serves_and_a_rerun_changes_nothing",
+    "ansible-playbook playbooks/bundle.yml": "make lab (tools/lab.py run-site builds the bundle with exactly this command)",
     "make test": "CI itself: .ci/run runs exactly this",
     "make lab-down": "tests/run_all.py, the last stage (lab-down): the lab's dockerd is gone and its hosts with it",
     RECHECK: "test_recheck_command",
@@ -105,24 +115,71 @@ def running_env(host, unit):
     return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
+def lab_subnet():
+    return docker("network", "inspect", "lab-airgap", "--format", "{{(index .IPAM.Config 0).Subnet}}").stdout.strip()
+
+
+def counted(capture, label):
+    seen = capture.attempts()
+    for host, lines in seen.items():
+        print("egress attempts during %s on %s: %d %s" % (label, host, len(lines), lines[:5]))
+    return seen
+
+
 @pytest.fixture(scope="module")
-def converged():
-    proc = sh("make lab")
+def converged(tmp_path_factory):
+    # fresh hosts, as a new user's first `make lab` has (earlier integration tests used these)
+    docker("rm", "-f", *HOSTS)
+    up = sh("make lab-up")
+    assert up.returncode == 0, up.stdout[-4000:]
+    capture = EgressCapture(docker, HOSTS, lab_subnet(), str(tmp_path_factory.mktemp("egress-make-lab"))).start()
+    try:
+        proc = sh("make lab")
+    finally:
+        capture.stop()
     assert proc.returncode == 0, proc.stdout[-6000:]
-    return proc.stdout
+    return {"out": proc.stdout, "egress": counted(capture, "make lab")}
 
 
 @needs_lab
-def test_make_lab_serves_and_a_rerun_changes_nothing(converged):
-    table = converged[converged.rindex("Print one table of every endpoint"):]
+def test_make_lab_serves_and_a_rerun_changes_nothing(converged, tmp_path):
+    out = converged["out"]
+    table = out[out.rindex("Print one table of every endpoint"):]
     assert re.search(r"llm-lab-1\s+tiny\s+vllm\s+0\.32\.0.*OK", table), table[:3000]
     assert re.search(r"llm-lab-2\s+ollama\s+ollama\s+0\.5\.4.*OK", table), table[:3000]
     assert "curl -s http://" in table
-    again = sh("ansible-playbook site.yml")
+    # the lab hosts are air-gapped and installed everything from the bundle: not one packet tried to leave
+    assert converged["egress"] == {host: [] for host in HOSTS}, converged["egress"]
+    capture = EgressCapture(docker, HOSTS, lab_subnet(), str(tmp_path)).start()
+    try:
+        again = sh(RERUN)
+    finally:
+        capture.stop()
     assert again.returncode == 0, again.stdout[-6000:]
     counts = recap(again.stdout)
-    assert set(counts) == {"llm-lab-1", "llm-lab-2"}
+    assert set(counts) == set(HOSTS)
     assert all(c["changed"] == 0 and c["failed"] == 0 for c in counts.values()), counts
+    assert counted(capture, "the re-run") == {host: [] for host in HOSTS}
+
+
+@needs_lab
+def test_the_egress_count_sees_an_attempt(converged, tmp_path):
+    """The counter is not blind: a name lookup and a connection attempt from each host are counted."""
+    capture = EgressCapture(docker, HOSTS, lab_subnet(), str(tmp_path)).start()
+    try:
+        for host in HOSTS:
+            lookup = docker("exec", host, "getent", "hosts", "deb.debian.org")
+            assert lookup.returncode != 0, lookup.stdout   # nothing answers on an air-gapped host
+            connect = docker("exec", host, "timeout", "5", "python3", "-c",
+                             "import socket; socket.create_connection(('192.0.2.1', 80), timeout=1)")
+            assert connect.returncode != 0                  # the gateway drops it
+        time.sleep(1)
+    finally:
+        capture.stop()
+    seen = counted(capture, "the probe")
+    for host in HOSTS:
+        assert any(".53: " in line for line in seen[host]), seen[host]
+        assert any("192.0.2.1.80: " in line for line in seen[host]), seen[host]
 
 
 @needs_lab
