@@ -139,7 +139,10 @@ def bundle_plan(hosts, roles_dir, bundle_dir):
         if GROUPS["vllm"] in groups:
             method = hv.get("vllm_install_method") or "venv"
             if method == "venv":
-                plan.packages(release, hv.get("vllm_os_packages") if hv.get("vllm_os_packages") is not None else ["python3-venv"])
+                packages = hv.get("vllm_os_packages")
+                if packages is None:
+                    packages = _role_defaults(roles_dir, "vllm").get("vllm_os_packages") or []
+                plan.packages(release, packages)
                 package = hv.get("vllm_package") or "vllm"
                 if not hv.get("vllm_wheelhouse_src"):
                     raise AnsibleFilterError("%s: vllm_wheelhouse_src is empty: the bundle needs the %s wheelhouse "

@@ -238,3 +238,69 @@ def test_a_run_killed_before_its_restart_is_finished_by_the_next_run(converged):
     back = sh("ansible-playbook site.yml --limit %s" % host)
     assert back.returncode == 0, back.stdout[-6000:]
     assert running_env(host, unit).get("OLLAMA_NUM_PARALLEL") != "3"
+
+
+# ---------------------------------------------------------------------------------------------- a damaged bundle
+BUNDLE = os.path.join(ROOT, ".cache", "bundle")
+# one file of each kind the lab's bundle holds (the TGI image tarball is not in the lab's bundle: roles/tgi's Molecule
+# scenario refuses a corrupted one before `docker load` and shows the running container still answers)
+DAMAGED = {
+    "deb": "apt/debian-12/pool/python3-pip_*.deb",
+    "wheel": "wheels/common/nvidia_ml_py-*.whl",
+    "ollama-archive": "ollama/ollama-linux-amd64.tgz",
+    "model-shard": "models/tiny-llama/model.safetensors",
+    "gguf": "models/tiny-llama-f32.gguf",
+}
+
+
+def address(host):
+    return docker("inspect", host, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}").stdout.strip()
+
+
+def post(url, body):
+    import urllib.request
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def serving():
+    """Both lab engines answer a real generation (tokens counted by the engine itself)."""
+    status, vllm = post("http://%s:8000/v1/completions" % address("llm-lab-1"),
+                        {"model": "tiny", "prompt": "hello", "max_tokens": 4, "ignore_eos": True})
+    assert status == 200 and vllm["usage"]["completion_tokens"] == 4, vllm
+    status, ollama = post("http://%s:11434/api/generate" % address("llm-lab-2"),
+                          {"model": "tiny:latest", "prompt": "hello", "stream": False, "options": {"num_predict": 4}})
+    assert status == 200 and ollama["eval_count"] >= 1, ollama
+    return True
+
+
+@needs_lab
+@pytest.mark.parametrize("kind", sorted(DAMAGED))
+def test_a_damaged_bundle_file_is_refused_and_the_services_keep_serving(converged, kind):
+    import glob
+    import hashlib
+    import shutil
+    copy = os.path.join(ROOT, ".cache", "test-damaged-bundle")
+    shutil.rmtree(copy, ignore_errors=True)
+    # hard links: cheap, and the damaged file is written anew, so the real bundle is never touched
+    subprocess.run(["cp", "-al", BUNDLE, copy], check=True)
+    try:
+        [target] = glob.glob(os.path.join(copy, DAMAGED[kind]))
+        rel = os.path.relpath(target, copy)
+        data = bytearray(open(target, "rb").read())
+        data[len(data) // 2] ^= 0xFF
+        os.unlink(target)
+        open(target, "wb").write(bytes(data))
+        expected = [line.split()[0] for line in open(os.path.join(copy, "SHA256SUMS")) if line.split()[1] == rel][0]
+        actual = hashlib.sha256(bytes(data)).hexdigest()
+        pids = (main_pid("llm-lab-1", "vllm-tiny.service"), main_pid("llm-lab-2", "ollama.service"))
+        proc = sh(RERUN + " -e llm_bundle_dir=" + copy)
+        assert proc.returncode != 0, proc.stdout[-3000:]
+        assert target in proc.stdout and expected in proc.stdout and actual in proc.stdout, proc.stdout[-3000:]
+        # refused before any host was touched: no task of stage 2 ran, the same processes serve
+        assert "Stage 2" not in proc.stdout and "TASK [onprem.llm_serving.common" not in proc.stdout
+        assert (main_pid("llm-lab-1", "vllm-tiny.service"), main_pid("llm-lab-2", "ollama.service")) == pids
+        assert serving()
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)

