@@ -12,7 +12,7 @@ short_description: Build the air-gapped bundle, one step at a time, on a connect
 version_added: 0.2.0
 description:
   - Writes one step of the bundle that C(playbooks/bundle.yml) builds for an inventory, on the machine the module runs
-    on (the playbook runs it on C(localhost)): an artefact copied in and verified (O(artefact)), a signed apt repository
+    on (the playbook runs it on C(localhost)) - an artefact copied in and verified (O(artefact)), a signed apt repository
     for one OS release with the dependency closure of the roles' packages (O(apt)), the vars file that points the
     roles' C(*_src) variables at the bundle (O(vars)), or the final manifest (O(seal)).
   - Every artefact is checked against its sha256 (the C(<file>.sha256) beside it, or the directory's C(SHA256SUMS)) B(before)

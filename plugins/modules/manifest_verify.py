@@ -31,6 +31,7 @@ attributes:
   platform:
     support: full
     platforms: posix
+    description: The controller (the whole bundle) or a host (a staged copy).
 options:
   path:
     description: The directory the manifest's paths are relative to.
