@@ -1,18 +1,25 @@
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""bundle_plan: what the bundle of an inventory holds, read from the collection's own roles."""
+"""bundle_plan: what the bundle of an inventory holds, read from the collection's own roles.
+
+Here, not in tests/unit: the filter imports ansible.errors (the controller side), which changes how module warnings
+are collected in the unit process (tests/run_all.py runs role tests in a process of their own)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.onprem.llm_serving.plugins.filter.bundle import UNSET, bundle_plan
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import role_templates  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+from ansible_collections.onprem.llm_serving.plugins.filter.bundle import UNSET, bundle_plan  # noqa: E402  pylint: disable=wrong-import-position
 
-ROLES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..", "roles")
+ROLES = os.path.join(ROOT, "roles")
 A = "/staging/artefacts"
 
 
