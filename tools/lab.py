@@ -53,8 +53,34 @@ AIRGAP_NET = "lab-airgap"
 SUITE = "bookworm"
 INCLUDE = [
     "systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "sudo", "iproute2",
-    "ca-certificates", "procps", "gnupg",
+    "ca-certificates", "procps", "gnupg", "openssh-server",
 ]
+# Ansible reaches the lab hosts over SSH, as production does: a non-root user with passwordless sudo, the lab's own
+# key (authorized through a read-only bind mount), host keys generated at each host's first boot and pinned in the
+# lab's known_hosts by tools/lab.py (StrictHostKeyChecking yes). `LAB_CONNECTION=docker` keeps the docker connection.
+SSH_USER = "ansible"
+SSH_DIR = os.path.join(LAB_DIR, "ssh")
+SSH_KEY = os.path.join(SSH_DIR, "id_ed25519")
+SSH_CONFIG = os.path.join(SSH_DIR, "config")
+SSH_KNOWN_HOSTS = os.path.join(SSH_DIR, "known_hosts")
+HOSTKEYS_UNIT = """[Unit]
+Description=Generate this lab host's own SSH host keys (the image carries none)
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+"""
+SSHD_CONF = """# onprem.llm_serving lab: keys only, no root login (the user ansible has sudo), no DNS lookups (air-gapped)
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin no
+UseDNS no
+"""
 # Every capability but SYS_RESOURCE; Docker 20.10 rejects BPF, PERFMON and CHECKPOINT_RESTORE.
 CAPS = [
     "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
@@ -184,7 +210,7 @@ def debian_mirror() -> str:
 
 
 def image_tarball() -> str:
-    key = hashlib.sha256(json.dumps([SUITE, sorted(INCLUDE), 2]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([SUITE, sorted(INCLUDE), 3, SSH_USER, SSHD_CONF, HOSTKEYS_UNIT]).encode()).hexdigest()[:12]
     return os.path.join(CACHE_DIR, f"debian-{SUITE}-{key}.tgz")
 
 
@@ -208,10 +234,82 @@ def build_tarball(path: str) -> None:
         # no getty on a container console; keeps the journal quiet
         for unit in ("getty@tty1.service", "console-getty.service"):
             subprocess.run(["chroot", rootfs, "systemctl", "mask", unit], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        prepare_ssh(rootfs)
         part = path + ".part"
         subprocess.run(["tar", "-C", rootfs, "--numeric-owner", "-czf", part, "."], check=True)
         os.replace(part, path)
     log(f"image tarball {path} built in {time.monotonic() - start:.0f}s")
+
+
+def prepare_ssh(rootfs: str) -> None:
+    """The SSH side of the image: the lab user with sudo, sshd's settings, host keys made at first boot."""
+    subprocess.run(["chroot", rootfs, "useradd", "--create-home", "--shell", "/bin/bash", SSH_USER], check=True)
+    ssh_home = os.path.join(rootfs, "home", SSH_USER, ".ssh")
+    os.makedirs(ssh_home, mode=0o700)
+    subprocess.run(["chroot", rootfs, "chown", f"{SSH_USER}:{SSH_USER}", f"/home/{SSH_USER}/.ssh"], check=True)
+    with open(os.path.join(rootfs, "etc/sudoers.d", SSH_USER), "w") as f:
+        f.write(f"{SSH_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n")
+    os.chmod(os.path.join(rootfs, "etc/sudoers.d", SSH_USER), 0o440)
+    with open(os.path.join(rootfs, "etc/ssh/sshd_config.d/onprem-lab.conf"), "w") as f:
+        f.write(SSHD_CONF)
+    for name in os.listdir(os.path.join(rootfs, "etc/ssh")):
+        if name.startswith("ssh_host_"):
+            os.unlink(os.path.join(rootfs, "etc/ssh", name))
+    with open(os.path.join(rootfs, "etc/systemd/system/lab-ssh-hostkeys.service"), "w") as f:
+        f.write(HOSTKEYS_UNIT)
+    subprocess.run(["chroot", rootfs, "systemctl", "enable", "lab-ssh-hostkeys.service", "ssh.service"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+
+
+def ensure_ssh_key() -> str:
+    """The lab's key pair (generated once); returns the authorized_keys file the hosts mount read-only."""
+    os.makedirs(SSH_DIR, mode=0o700, exist_ok=True)
+    if not os.path.exists(SSH_KEY):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "onprem.llm_serving lab", "-f", SSH_KEY], check=True)
+    authorized = os.path.join(SSH_DIR, "authorized_keys")
+    pub = open(SSH_KEY + ".pub").read()
+    if not os.path.exists(authorized) or open(authorized).read() != pub:
+        with open(authorized + ".part", "w") as f:
+            f.write(pub)
+        os.chmod(authorized + ".part", 0o644)
+        os.replace(authorized + ".part", authorized)
+    return authorized
+
+
+def host_address(name: str) -> str:
+    return docker("inspect", name, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}").stdout.split()[0]
+
+
+def write_ssh_config() -> None:
+    """ssh_config and known_hosts for every lab host that runs: its address, the lab key, its own host key pinned."""
+    config = [f"# written by tools/lab.py: the lab hosts, for `ssh -F {SSH_CONFIG} <host>` and the lab inventory"]
+    known = []
+    for name, state in running_hosts():
+        if state != "running":
+            continue
+        key = docker("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub", check=False).stdout.split()
+        if len(key) < 2:
+            continue
+        known.append(f"{name} {key[0]} {key[1]}")
+        config += [f"Host {name}", f"  HostName {host_address(name)}", f"  User {SSH_USER}", f"  IdentityFile {SSH_KEY}",
+                   "  IdentitiesOnly yes", f"  HostKeyAlias {name}", f"  UserKnownHostsFile {SSH_KNOWN_HOSTS}",
+                   "  StrictHostKeyChecking yes", "  BatchMode yes", "  ConnectTimeout 10"]
+    for path, lines in ((SSH_CONFIG, config), (SSH_KNOWN_HOSTS, known)):
+        with open(path + ".part", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(path + ".part", path)
+
+
+def wait_ssh(name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    err = ""
+    while time.monotonic() < deadline:
+        proc = subprocess.run(["ssh", "-F", SSH_CONFIG, name, "true"], capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return
+        err = proc.stderr.strip()
+        time.sleep(0.3)
+    raise LabError(f"{name}: no SSH login within {timeout:.0f}s ({err[-300:]}); see `docker exec {name} journalctl -u ssh`")
 
 
 def ensure_image() -> None:
@@ -278,7 +376,7 @@ def up(n: int, airgap: bool, prefix: str = HOST_PREFIX) -> None:
     ensure_image()
     network = ensure_network(airgap)
     existing = dict(running_hosts())
-    opts = container_options()
+    opts = container_options() + ["-v", f"{ensure_ssh_key()}:/home/{SSH_USER}/.ssh/authorized_keys:ro"]
     if airgap:
         opts += ["-v", f"{resolv_conf()}:/etc/resolv.conf:ro"]
     opts_key = hashlib.sha256(json.dumps([opts, IMAGE, os.path.basename(image_tarball())]).encode()).hexdigest()[:12]
@@ -296,6 +394,14 @@ def up(n: int, airgap: bool, prefix: str = HOST_PREFIX) -> None:
         docker("run", "-d", "--name", name, "--hostname", name, "--label", LABEL,
                "--label", f"onprem.lab.options={opts_key}", "--network", network, *opts, IMAGE)
     states = {name: wait_systemd(name) for name in host_names(n, prefix)}
+    # host keys are made at first boot: wait for them, pin them, then prove a login
+    deadline = time.monotonic() + 30
+    while any(docker("exec", name, "test", "-s", "/etc/ssh/ssh_host_ed25519_key.pub", check=False).returncode
+              for name in states) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    write_ssh_config()
+    for name in states:
+        wait_ssh(name)
     for name, state in states.items():
         addr = docker("inspect", name, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}").stdout.strip()
         log(f"{name}: systemd {state}, address {addr}{' (air-gapped: no route out)' if airgap else ''}")
@@ -309,6 +415,9 @@ def down() -> None:
             docker("rm", "-f", *names)
             log(f"removed {' '.join(names)}")
     stop_dockerd()
+    for path in (SSH_CONFIG, SSH_KNOWN_HOSTS):
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def status() -> None:

@@ -45,6 +45,25 @@ def test_ansible_reaches_lab_hosts_with_default_inventory():
     assert facts["ansible_distribution_major_version"] == "12"
 
 
+def test_the_default_inventory_logs_in_over_ssh_as_a_non_root_user_with_sudo():
+    ansible = os.path.join(ROOT, ".venv", "bin", "ansible")
+    plain = subprocess.run([ansible, "llm-lab-1", "-m", "ansible.builtin.command", "-a", "id -un", "-o"],
+                           cwd=ROOT, capture_output=True, text=True, check=False)
+    assert plain.returncode == 0 and "(stdout) ansible" in plain.stdout, plain.stdout + plain.stderr
+    root = subprocess.run([ansible, "llm-lab-1", "--become", "-m", "ansible.builtin.command", "-a", "id -un", "-o"],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    assert root.returncode == 0 and "(stdout) root" in root.stdout, root.stdout + root.stderr
+    # the connection is ansible.builtin.ssh with the lab's ssh_config, and the host key is pinned (not accepted blindly)
+    verbose = subprocess.run([ansible, "llm-lab-1", "-m", "ansible.builtin.ping", "-vvv"], cwd=ROOT, capture_output=True,
+                             text=True, check=False)
+    assert "ESTABLISH SSH CONNECTION FOR USER: ansible" in verbose.stdout, verbose.stdout[-2000:]
+    config = open(os.path.join(ROOT, ".lab", "ssh", "config")).read()
+    assert "StrictHostKeyChecking yes" in config and "Host llm-lab-1\n" in config
+    known = open(os.path.join(ROOT, ".lab", "ssh", "known_hosts")).read()
+    key = docker("exec", "llm-lab-1", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[1]
+    assert "llm-lab-1 ssh-ed25519 %s" % key in known
+
+
 def test_up_is_idempotent_and_keeps_running_hosts():
     before = docker("inspect", "llm-lab-1", "--format", "{{.Id}}").stdout.strip()
     proc = subprocess.run([*LAB, "up", "--hosts", "2"], capture_output=True, text=True, check=True)
