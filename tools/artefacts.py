@@ -118,34 +118,27 @@ class ArtefactError(Exception):
     """A build step failed; the message says what, the value, and what to do."""
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+# The manifest helpers are the collection's own (plugins/module_utils/_bundle.py, stdlib only): one implementation
+# writes and checks SHA256SUMS for the artefacts, the bundle and the hosts.
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
+import _bundle  # noqa: E402  pylint: disable=wrong-import-position
+
+sha256_file = _bundle.sha256_file
 
 
 def manifest_text(entries: dict[str, str]) -> str:
     """sha256sum(1) format ("<hex>  <relative path>"), sorted by path, so `sha256sum -c` checks it too."""
-    for rel, digest in entries.items():
-        if not re.fullmatch(r"[0-9a-f]{64}", digest):
-            raise ArtefactError("not a sha256 hex digest for %s: %r" % (rel, digest))
-        if rel.startswith("/") or ".." in Path(rel).parts or "\n" in rel:
-            raise ArtefactError("manifest paths must be relative and inside the directory: %r" % rel)
-    return "".join("%s  %s\n" % (entries[rel], rel) for rel in sorted(entries))
+    try:
+        return _bundle.manifest_text(entries)
+    except _bundle.BundleError as exc:
+        raise ArtefactError(str(exc)) from None
 
 
 def parse_manifest(text: str) -> dict[str, str]:
-    entries = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        match = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line)
-        if not match:
-            raise ArtefactError("line %d of the manifest is not '<sha256>  <path>': %r" % (number, line))
-        entries[match.group(2)] = match.group(1).lower()
-    return entries
+    try:
+        return _bundle.parse_manifest(text, "the manifest")
+    except _bundle.BundleError as exc:
+        raise ArtefactError(str(exc)) from None
 
 
 def list_files(root: Path, exclude: tuple[str, ...] = (MANIFEST,)) -> list[str]:
