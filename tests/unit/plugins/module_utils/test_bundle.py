@@ -291,10 +291,12 @@ def test_vars_yaml_loads_back_with_go_templates_kept_unsafe():
     text = _bundle.to_yaml(data)
     assert '!unsafe "{{ if .System }}' in text
     assert 'ollama_archive_src: "{{ llm_bundle_dir }}/ollama/o.tgz"' in text
+
     # (ansible's own loader would import the controller side, which changes how module warnings are collected in
     # later tests of this process: a SafeLoader that knows the one tag we write reads it the same way)
     class Loader(yaml.SafeLoader):
         pass
+
     Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
     loaded = yaml.load(text, Loader=Loader)  # noqa: S506  pylint: disable=no-value-for-parameter
     assert json.loads(json.dumps(loaded, default=str)) == json.loads(json.dumps(data))
