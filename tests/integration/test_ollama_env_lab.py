@@ -107,7 +107,8 @@ def running_environ():
 def playbook(tmp_path, tasks, name="play"):
     """Run tasks on the lab host with ansible-playbook; return (rc, {task name: result})."""
     path = tmp_path / ("%s.yml" % name)
-    path.write_text(json.dumps([{"name": name, "hosts": HOST, "gather_facts": False, "tasks": tasks}], indent=1))
+    # the lab logs in as a non-root user over SSH, as production does: the module writes systemd drop-ins, so become root
+    path.write_text(json.dumps([{"name": name, "hosts": HOST, "become": True, "gather_facts": False, "tasks": tasks}], indent=1))
     env = dict(os.environ, DOCKER_HOST=_docker_host(), ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
                ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_INJECT_FACT_VARS="false",
                PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
