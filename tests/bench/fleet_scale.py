@@ -86,8 +86,8 @@ def main():
                     reruns[label].append(secs)
         medians = {label: statistics.median(v) for label, v in reruns.items() if v}
         for label, values in reruns.items():
-            print("%s: %s; median %s" % (label, ", ".join("%.0f s" % v for v in values),
-                                        "%.0f s" % medians[label] if label in medians else "-"))
+            median = "%.0f s" % medians[label] if label in medians else "-"
+            print("%s: %s; median %s" % (label, ", ".join("%.0f s" % v for v in values), median))
         if len(medians) == 2:
             print("re-run ratio 4 hosts / 1 host (medians): %.2f" % (medians["4 hosts"] / medians["1 host"]))
     finally:
