@@ -26,6 +26,7 @@ change is skipped (OUT/.stamp).
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import hashlib
 import os
@@ -188,6 +189,15 @@ def main():
     parser.add_argument("--out", default=DEFAULT_OUT)
     args = parser.parse_args()
     out = os.path.abspath(args.out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    # Two Molecule scenarios (container_runtime, nvidia_driver) run this at the same time in two lanes: one builds,
+    # the other waits here and then finds the stamp (a build deleting the tree another was reading failed a run).
+    with open(out + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return build(out)
+
+
+def build(out):
     digest = inputs_digest()
     stamp = os.path.join(out, ".stamp")
     if os.path.exists(stamp) and open(stamp).read().strip() == digest:
