@@ -115,11 +115,10 @@ def bundle_plan(hosts, roles_dir, bundle_dir):
         name, groups = host["name"], set(host.get("groups") or [])
         hv = {k: v for k, v in (host.get("vars") or {}).items() if v != UNSET}
         release = hv.get("bundle_os_release") or "debian-12"
-        _os_vars(roles_dir, "common", release)  # refuses a release name it does not know
+        common = _os_vars(roles_dir, "common", release)  # refuses a release name it does not know
         if not _apt_release(release):
             raise AnsibleFilterError("%s: bundle_os_release %s: only apt releases (debian-*, ubuntu-*) can be bundled by "
                                      "this version; EL hosts need a dnf repository built on an EL staging machine" % (name, release))
-        common = _os_vars(roles_dir, "common", release)
         plan.packages(release, common.get("__common_packages", []) + APT_MODULE_PACKAGES + list(hv.get("common_extra_packages") or []))
         plan.packages(release, hv.get("bundle_apt_extra_packages") or [])
         plan.set_var(name, "common_os_repository_src", _ref("apt"))

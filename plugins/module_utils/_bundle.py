@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -139,14 +140,14 @@ def _replace_with(src, dst, expected):
         os.unlink(part)
     try:
         os.link(src, part)
-        how = "linked"
+        how = "linked"  # the same inode as the source just hashed: nothing to hash again
     except OSError:
         shutil.copyfile(src, part)
         how = "copied"
-    actual = sha256_file(part)
-    if actual != expected:
-        os.unlink(part)
-        raise BundleError("%s changed while it was staged: expected sha256 %s, actual %s" % (src, expected, actual))
+        actual = sha256_file(part)
+        if actual != expected:
+            os.unlink(part)
+            raise BundleError("%s changed while it was staged: expected sha256 %s, actual %s" % (src, expected, actual))
     os.chmod(part, 0o644)
     os.replace(part, dst)
     return how
@@ -466,9 +467,8 @@ def build_apt_repo(run, repo, sources, packages, signing_home, arch="amd64"):
     index_changed = write_repo_index(repo, packages_data)
     if index_changed or key_changed:
         sign_repo(run, signing_home, fingerprint, repo)
-    with open(os.path.join(repo, MANIFEST + PART_SUFFIX), "w", encoding="utf-8") as handle:
-        handle.write(manifest_text({rel: sha256_file(os.path.join(repo, rel)) for rel in list_files(repo)}))
-    os.replace(os.path.join(repo, MANIFEST + PART_SUFFIX), os.path.join(repo, MANIFEST))
+    write_text_if_changed(os.path.join(repo, MANIFEST),
+                          manifest_text({rel: sha256_file(os.path.join(repo, rel)) for rel in list_files(repo)}))
     size = sum(os.path.getsize(os.path.join(repo, "pool", f)) for f in wanted)
     return {"packages": len(wanted), "downloaded": downloaded, "reused": len(wanted) - downloaded, "bytes": size,
             "changed": bool(downloaded or index_changed or key_changed), "fingerprint": fingerprint,
@@ -483,7 +483,6 @@ def yaml_scalar(value, templated_prefix="{{ llm_bundle_dir }}/"):
     """A YAML scalar: JSON's quoted strings are valid YAML. A string with template marks that is not one of the
     bundle's own references (``{{ llm_bundle_dir }}/...``) came from the inventory already rendered (a Go template of
     an Ollama model, for example): it is tagged !unsafe so that Ansible never templates it."""
-    import json
     if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
         return json.dumps(value)
     text = str(value)
@@ -540,17 +539,7 @@ def seal(root, keep):
             os.rmdir(base)
     entries = {rel: sha256_file(os.path.join(root, rel)) for rel in list_files(root)}
     text = manifest_text(entries)
-    target = os.path.join(root, MANIFEST)
-    changed = bool(removed)
-    previous = None
-    if os.path.isfile(target):
-        with open(target, encoding="utf-8") as handle:
-            previous = handle.read()
-    if previous != text:
-        changed = True
-        with open(target + PART_SUFFIX, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(target + PART_SUFFIX, target)
+    changed = write_text_if_changed(os.path.join(root, MANIFEST), text) or bool(removed)
     sizes = {}
     for rel in entries:
         top = rel.split("/", 1)[0]

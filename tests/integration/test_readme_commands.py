@@ -16,11 +16,15 @@ Runs last in the integration stage (file order): it converges llm-lab-1 and llm-
 """
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
+import urllib.request
 
 import pytest
 
@@ -258,7 +262,6 @@ def address(host):
 
 
 def post(url, body):
-    import urllib.request
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as resp:
         return resp.status, json.loads(resp.read())
@@ -278,9 +281,6 @@ def serving():
 @needs_lab
 @pytest.mark.parametrize("kind", sorted(DAMAGED))
 def test_a_damaged_bundle_file_is_refused_and_the_services_keep_serving(converged, kind):
-    import glob
-    import hashlib
-    import shutil
     copy = os.path.join(ROOT, ".cache", "test-damaged-bundle")
     shutil.rmtree(copy, ignore_errors=True)
     # hard links: cheap, and the damaged file is written anew, so the real bundle is never touched
