@@ -14,6 +14,9 @@ defaults and checks it, and a unit test keeps the two in step.
 - curl_lines: a curl line per endpoint result, API keys read from $API_KEY
 - env_file: the lines of an environment file that systemd and docker read the same way
 - systemd_verify_command: a template ``validate:`` command running systemd-analyze verify on the staged unit
+- no_secrets: a copy of a value without the keys that may hold a secret (what a loop may show)
+- engine_args: an engine's extra_args, refused when they set what a role variable owns (--host, --port, --api-key, ...)
+- engine_env: an engine's environment, refused when it sets what a role variable owns (VLLM_API_KEY, API_KEY, PORT, ...)
 """
 
 from __future__ import annotations
@@ -213,6 +216,109 @@ def systemd_verify_command(unit):
     return "/bin/sh -c %s verify %%s" % shlex.quote(script)
 
 
+SECRET_KEYS = ("api_key",)
+
+
+def no_secrets(value, keys=SECRET_KEYS):
+    """A copy of ``value`` (dicts and lists, nested) without the keys in ``keys``.
+
+    A loop over instance dicts shows each item with ``-v`` (``loop_control.label`` hides it only in the one-line
+    summary), so a loop that does not need the secret loops over this copy and keeps its normal output."""
+    keys = (keys,) if isinstance(keys, str) else tuple(keys)
+    if isinstance(value, dict):
+        return {k: no_secrets(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, (list, tuple)):
+        return [no_secrets(v, keys) for v in value]
+    return value
+
+
+# Options each engine role sets itself, and the variable that sets them. The engines' parsers read them in more forms than
+# the plain one: vLLM's argparse takes --opt=value, unambiguous abbreviations (allow_abbrev) and --opt_name with
+# underscores; TGI's launcher (clap) takes --opt=value and short forms (-p 8080, -p8080).
+RESERVED_ARGS = {
+    "vllm": {
+        "--host": "bind_address (vllm_bind_address)",
+        "--port": "port (vllm_port)",
+        "--api-key": "api_key (vllm_api_key)",
+        "--shutdown-timeout": "shutdown_timeout (vllm_shutdown_timeout)",
+        "--model": "model",
+    },
+    "tgi": {
+        "--hostname": "bind_address (tgi_bind_address; the container listens on its own address)",
+        "--port": "port (tgi_port; the container listens on 80)",
+        "-p": "port (tgi_port; the container listens on 80)",
+        "--api-key": "api_key (tgi_api_key)",
+        "--graceful-termination-timeout": "graceful_termination_timeout (tgi_graceful_termination_timeout)",
+        "-g": "graceful_termination_timeout (tgi_graceful_termination_timeout)",
+        "--model-id": "model_id",
+    },
+}
+# Environment variables the engines read for the same settings (TGI's launcher takes each long option from the environment too).
+RESERVED_ENV = {
+    "vllm": {"VLLM_API_KEY": "api_key (vllm_api_key)", "VLLM_PORT": "port (vllm_port)"},
+    "tgi": {"API_KEY": "api_key (tgi_api_key)", "PORT": "port (tgi_port)", "HOSTNAME": "bind_address (tgi_bind_address)",
+            "GRACEFUL_TERMINATION_TIMEOUT": "graceful_termination_timeout (tgi_graceful_termination_timeout)",
+            "MODEL_ID": "model_id"},
+    "ollama": {"OLLAMA_HOST": "bind_address and port (ollama_bind_address, ollama_port, or the instance's)",
+               "OLLAMA_MODELS": "models_dir (ollama_models_dir, or the instance's)"},
+}
+
+
+def _reserved_option(arg, engine):
+    """The reserved option ``arg`` sets (in any form the engine's parser reads), or None."""
+    text = str(arg)
+    reserved = RESERVED_ARGS[engine]
+    if text.startswith("--"):
+        name = text.split("=", 1)[0]
+        if engine == "vllm":
+            name = name.replace("_", "-")
+        for option in reserved:
+            if not option.startswith("--"):
+                continue
+            # vLLM's argparse resolves an unambiguous prefix (--api-k, --hos) to the full option
+            if name == option or (engine == "vllm" and len(name) >= 4 and option.startswith(name)):
+                return option
+        return None
+    if text.startswith("-") and len(text) >= 2:
+        short = text[:2]
+        return short if short in reserved else None
+    return None
+
+
+def engine_args(args, engine, where="extra_args"):
+    """``args`` unchanged when none of them sets an option the role owns; else refused, naming the variable to use.
+
+    The offending argument is named by its option only: ``--api-key=...`` carries the secret itself."""
+    if engine not in RESERVED_ARGS:
+        raise AnsibleFilterError("engine_args: engine %r is not one of %s" % (engine, ", ".join(sorted(RESERVED_ARGS))))
+    if args is None:
+        return []
+    if isinstance(args, (str, bytes)) or not isinstance(args, (list, tuple)):
+        raise AnsibleFilterError("%s must be a list of arguments, one per item (got %s)" % (where, type(args).__name__))
+    for arg in args:
+        option = _reserved_option(arg, engine)
+        if option:
+            raise AnsibleFilterError(
+                "%s sets %s, which the role sets itself from the instance's %s. Remove it from %s and set that variable instead"
+                " (value not shown: it may be a secret)" % (where, option, RESERVED_ARGS[engine][option], where))
+    return list(args)
+
+
+def engine_env(env, engine, where="env"):
+    """``env`` unchanged when it sets none of the variables the role owns; else refused, naming the variable to use."""
+    if engine not in RESERVED_ENV:
+        raise AnsibleFilterError("engine_env: engine %r is not one of %s" % (engine, ", ".join(sorted(RESERVED_ENV))))
+    env = env or {}
+    if not isinstance(env, dict):
+        raise AnsibleFilterError("%s must be a dict of environment variables, got %s" % (where, type(env).__name__))
+    for key in env:
+        if str(key) in RESERVED_ENV[engine]:
+            raise AnsibleFilterError(
+                "%s sets %s, which the role writes itself from the instance's %s. Remove it from %s and set that variable instead"
+                " (value not shown: it may be a secret)" % (where, key, RESERVED_ENV[engine][str(key)], where))
+    return env
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -223,4 +329,7 @@ class FilterModule(object):
             "curl_lines": curl_lines,
             "env_file": env_file,
             "systemd_verify_command": systemd_verify_command,
+            "no_secrets": no_secrets,
+            "engine_args": engine_args,
+            "engine_env": engine_env,
         }

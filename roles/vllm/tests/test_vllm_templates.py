@@ -88,7 +88,7 @@ def test_container_unit_shm_instead_of_host_ipc():
 def test_venv_unit_gpu_hardening():
     unit = render("vllm.service.j2", INSTANCE, vllm_gpu=True)
     d = directives(unit)
-    for line in ["User=llm", "Group=llm", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
+    for line in ["User=llm", "Group=llm", "Restart=always", "NoNewPrivileges=yes", "ProtectSystem=strict",
                  "ReadWritePaths=/srv/llm/cache/vllm", "PrivateTmp=yes", "DevicePolicy=closed",
                  "DeviceAllow=/dev/nvidiactl rw", "DeviceAllow=/dev/nvidia-uvm rw", "DeviceAllow=char-nvidia-frontend rw",
                  "EnvironmentFile=/etc/onprem-llm/vllm-llama.env", "StandardOutput=journal"]:
@@ -128,3 +128,61 @@ def test_env_file(method, package, kv, expect, absent):
         assert env[key] == value
     for key in absent:
         assert key not in env
+
+
+def test_venv_unit_restarts_any_exit_rate_limited_and_drains():
+    unit = render("vllm.service.j2", INSTANCE)
+    d = directives(unit)
+    unit_section = unit[unit.index("[Unit]"):unit.index("[Service]")]
+    # StartLimit* belong to [Unit] on systemd 252 (in [Service] they are ignored with a warning)
+    assert "StartLimitIntervalSec=600" in unit_section and "StartLimitBurst=5" in unit_section
+    for line in ["Restart=always", "KillMode=mixed", "TimeoutStopSec=90", "LimitCORE=0", "RemoveIPC=yes", "ProtectProc=invisible",
+                 "SystemCallFilter=@system-service", "SystemCallErrorNumber=EPERM",
+                 "SystemCallFilter=mbind set_mempolicy get_mempolicy migrate_pages move_pages sched_setaffinity"]:
+        assert line in d, line
+    assert not any(x.startswith(("MemoryMax=", "TasksMax=")) for x in d)
+    argv = exec_start(unit)
+    assert argv[argv.index("--shutdown-timeout") + 1] == "60"
+
+
+def test_venv_unit_per_instance_drain_caps_and_switches():
+    unit = render("vllm.service.j2", dict(INSTANCE, shutdown_timeout=5), vllm_memory_max="48G", vllm_tasks_max="4096",
+                  vllm_syscall_filter=False, vllm_protect_proc=False, vllm_start_limit_burst=3)
+    d = directives(unit)
+    assert "TimeoutStopSec=35" in d and "MemoryMax=48G" in d and "TasksMax=4096" in d and "StartLimitBurst=3" in d
+    assert not any(x.startswith(("SystemCallFilter=", "ProtectProc=")) for x in d)
+    argv = exec_start(unit)
+    assert argv[argv.index("--shutdown-timeout") + 1] == "5"
+
+
+def test_container_unit_hardening_drain_and_caps():
+    unit = render("vllm-container.service.j2", dict(INSTANCE, shutdown_timeout=120), vllm_install_method="container", vllm_gpu=True,
+                  vllm_memory_max="64G", vllm_tasks_max="8192")
+    argv = exec_start(unit)
+    image = argv.index("docker.io/vllm/vllm-openai:v0.32.0")
+    run_opts, serve = argv[:image], argv[image + 1:]
+    for opt in ("--cap-drop", "--security-opt", "--read-only", "--tmpfs", "--memory", "--pids-limit", "--stop-timeout"):
+        assert opt in run_opts, opt
+    pairs = {a: run_opts[i + 1] for i, a in enumerate(run_opts[:-1]) if a.startswith("--")}
+    assert pairs["--cap-drop"] == "ALL" and pairs["--security-opt"] == "no-new-privileges"
+    assert pairs["--tmpfs"].startswith("/tmp:") and pairs["--memory"] == "64G" and pairs["--pids-limit"] == "8192"
+    assert pairs["--stop-timeout"] == "130"
+    assert serve[serve.index("--shutdown-timeout") + 1] == "120"
+    d = directives(unit)
+    assert "ExecStop=/usr/bin/docker stop --time 130 vllm-llama" in d
+    assert "TimeoutStopSec=150" in d and "Restart=always" in d and "LimitCORE=0" in d
+    assert "StartLimitBurst=5" in unit[unit.index("[Unit]"):unit.index("[Service]")]
+
+
+def test_container_unit_hardening_can_be_turned_off():
+    unit = render("vllm-container.service.j2", INSTANCE, vllm_install_method="container", vllm_gpu=True,
+                  vllm_container_hardening=False, vllm_container_read_only=False)
+    argv = exec_start(unit)
+    for opt in ("--cap-drop", "--security-opt", "--read-only", "--tmpfs", "--memory", "--pids-limit"):
+        assert opt not in argv, opt
+
+
+def test_unit_refuses_reserved_extra_args_without_showing_them():
+    with pytest.raises(Exception) as err:
+        render("vllm.service.j2", dict(INSTANCE, extra_args=["--api-key=s3cret"]))
+    assert "vllm_instances[llama].extra_args sets --api-key" in str(err.value) and "s3cret" not in str(err.value)
