@@ -1,0 +1,38 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Filters of the gateway role; the logic is plugins/module_utils/_gateway.py (pure, unit-tested).
+
+- gateway_config: the HAProxy configuration, the rate-limit map and a summary of each door (no secret in them)
+- gateway_secrets: the two maps that hold secrets (API key -> name, backend -> engine key); use them with no_log
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.onprem.llm_serving.plugins.module_utils._gateway import GatewayError, build
+
+
+def _build(frontends, keys, groups, serving, gateway_host, settings):
+    try:
+        return build(frontends, keys, groups, serving, gateway_host, settings)
+    except GatewayError as exc:
+        raise AnsibleFilterError("gateway on %s: %s" % (gateway_host, exc))
+
+
+def gateway_config(frontends, keys, groups, serving, gateway_host, settings=None):
+    """{config, rates_map, doors}: what may be shown (diff mode, the summary)."""
+    plan = _build(frontends, keys, groups, serving, gateway_host, settings)
+    return {"config": plan["config"], "rates_map": plan["rates_map"], "doors": plan["doors"]}
+
+
+def gateway_secrets(frontends, keys, groups, serving, gateway_host, settings=None):
+    """{keys_map, upstream_map}: secrets, written root-only with no_log."""
+    plan = _build(frontends, keys, groups, serving, gateway_host, settings)
+    return {"keys_map": plan["keys_map"], "upstream_map": plan["upstream_map"]}
+
+
+class FilterModule:
+    def filters(self):
+        return {"gateway_config": gateway_config, "gateway_secrets": gateway_secrets}
