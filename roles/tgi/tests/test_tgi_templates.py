@@ -56,9 +56,10 @@ def test_unit_ports_volumes_env_and_launcher_options():
     assert volumes == ["/srv/llm/cache/tgi:/data:rw", "/srv/llm/models:/srv/llm/models:ro"]
     opts = dict(zip(launcher[::2], launcher[1::2]))
     assert opts == {"--model-id": "/srv/llm/models/mistral-7b", "--port": "80", "--num-shard": "2", "--max-input-tokens": "4096",
-                    "--max-total-tokens": "8192", "--max-concurrent-requests": "128", "--quantize": "awq"}
+                    "--max-total-tokens": "8192", "--max-concurrent-requests": "128", "--quantize": "awq",
+                    "--graceful-termination-timeout": "90"}
     assert "k3y" not in unit
-    assert "Restart=on-failure" in unit and ("sha256:" + "a" * 64) in unit
+    assert "Restart=always" in unit and ("sha256:" + "a" * 64) in unit
 
 
 def test_env_file_exact_offline_and_usage_stats():
@@ -87,3 +88,48 @@ def test_unit_never_pulls_and_runs_the_image_by_id(engine):
 def test_unit_without_an_id_runs_the_name_and_still_never_pulls():
     argv = exec_start(render("tgi.service.j2", INSTANCE))
     assert "--pull=never" in argv and argv[argv.index("--model-id") - 1] == "ghcr.io/huggingface/text-generation-inference:3.3.6"
+
+
+def directives(unit):
+    return [ln.strip() for ln in unit.splitlines() if "=" in ln and not ln.startswith("#")]
+
+
+def test_unit_restarts_any_exit_rate_limited_drains_and_hardens():
+    unit = render("tgi.service.j2", INSTANCE)
+    d = directives(unit)
+    unit_section = unit[unit.index("[Unit]"):unit.index("[Service]")]
+    assert "StartLimitIntervalSec=600" in unit_section and "StartLimitBurst=5" in unit_section
+    # TGI drains 90 s by default; docker stop waits 10 s more, systemd 30 s more (docker's own default kills after 10 s)
+    assert "ExecStop=/usr/bin/docker stop --time 100 tgi-mistral" in d
+    assert "TimeoutStopSec=120" in d and "Restart=always" in d and "LimitCORE=0" in d
+    argv = exec_start(unit)
+    run_opts = argv[:argv.index("ghcr.io/huggingface/text-generation-inference:3.3.6")]
+    pairs = {a: run_opts[i + 1] for i, a in enumerate(run_opts[:-1]) if a.startswith("--")}
+    assert pairs["--cap-drop"] == "ALL" and pairs["--cap-add"] == "NET_BIND_SERVICE"
+    assert pairs["--security-opt"] == "no-new-privileges" and pairs["--stop-timeout"] == "100"
+    for opt in ("--read-only", "--tmpfs", "--memory", "--pids-limit"):
+        assert opt not in run_opts, opt
+
+
+def test_unit_per_instance_drain_read_only_and_caps():
+    unit = render("tgi.service.j2", dict(INSTANCE, graceful_termination_timeout=20), tgi_container_read_only=True,
+                  tgi_memory_max="32G", tgi_tasks_max="2048", tgi_container_hardening=False)
+    d = directives(unit)
+    assert "ExecStop=/usr/bin/docker stop --time 30 tgi-mistral" in d and "TimeoutStopSec=50" in d
+    argv = exec_start(unit)
+    image = argv.index("ghcr.io/huggingface/text-generation-inference:3.3.6")
+    run_opts, launcher = argv[:image], argv[image + 1:]
+    pairs = {a: run_opts[i + 1] for i, a in enumerate(run_opts[:-1]) if a.startswith("--")}
+    assert "--read-only" in run_opts and pairs["--tmpfs"].startswith("/tmp:")
+    assert pairs["--memory"] == "32G" and pairs["--pids-limit"] == "2048" and pairs["--stop-timeout"] == "30"
+    assert "--cap-drop" not in run_opts and "--security-opt" not in run_opts
+    assert launcher[launcher.index("--graceful-termination-timeout") + 1] == "20"
+
+
+def test_unit_refuses_reserved_extra_args_without_showing_them():
+    with pytest.raises(Exception) as err:
+        render("tgi.service.j2", dict(INSTANCE, extra_args=["-p8080"]))
+    assert "tgi_instances[mistral].extra_args sets -p," in str(err.value)
+    with pytest.raises(Exception) as err:
+        render("tgi.service.j2", dict(INSTANCE, extra_args=["--api-key=k3y"]))
+    assert "sets --api-key," in str(err.value) and "k3y" not in str(err.value)

@@ -1,0 +1,56 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The tgi role's preflight refuses bad input with a message naming the variable to fix, never the API key.
+
+Runs the real role with ansible-playbook against localhost (connection local, no become); every case
+fails in the variable checks, before anything on the host is read or changed.
+Run: .venv/bin/pytest roles/tgi/tests/
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: onprem.llm_serving.tgi
+"""
+GOOD = {"name": "bloom", "model_id": "/srv/llm/models/bloom", "api_key": "do-not-print-me"}
+
+
+def run_role(tmp_path, **extra_vars):
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false")
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-v", "-i", "localhost,", "-c", "local",
+                           str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"), "--tags", "tgi_preflight"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("extra, expect", [
+    ({"tgi_instances": [dict(GOOD, port=0)]}, ["instance bloom in tgi_instances is invalid", "port 1-65535 (got 0)"]),
+    ({"tgi_instances": [dict(GOOD, graceful_termination_timeout=-5)]}, ["graceful_termination_timeout seconds >= 0 (got -5)"]),
+    ({"tgi_instances": [dict(GOOD, extra_args=["--api-key=do-not-print-me"])]},
+     ["tgi_instances[bloom].extra_args sets --api-key,", "api_key (tgi_api_key)"]),
+    ({"tgi_instances": [dict(GOOD, extra_args=["-p", "8080"])]}, ["tgi_instances[bloom].extra_args sets -p,", "port (tgi_port"]),
+    ({"tgi_extra_args": ["--hostname=0.0.0.0"], "tgi_instances": [GOOD]}, ["tgi_extra_args sets --hostname,", "tgi_bind_address"]),
+    ({"tgi_env": {"API_KEY": "do-not-print-me"}, "tgi_instances": [GOOD]}, ["tgi_env sets API_KEY,", "api_key (tgi_api_key)"]),
+    ({"tgi_instances": [dict(GOOD, api_key="do-not-print-me\\n")]},
+     ["tgi_env / tgi_instances[bloom] (env, api_key): the value of API_KEY has a newline, quote"]),
+    ({"tgi_tasks_max": "lots", "tgi_instances": [GOOD]}, ["tgi_tasks_max a number (got lots)"]),
+])
+def test_preflight_refuses_without_printing_the_key(tmp_path, extra, expect):
+    result = run_role(tmp_path, **extra)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    for text in expect:
+        assert text in out, out
+    assert "do-not-print-me" not in out
