@@ -219,16 +219,23 @@ def systemd_verify_command(unit):
 SECRET_KEYS = ("api_key",)
 
 
-def no_secrets(value, keys=SECRET_KEYS):
+def no_secrets(value, keys=SECRET_KEYS, mask=None):
     """A copy of ``value`` (dicts and lists, nested) without the keys in ``keys``.
 
     A loop over instance dicts shows each item with ``-v`` (``loop_control.label`` hides it only in the one-line
-    summary), so a loop that does not need the secret loops over this copy and keeps its normal output."""
+    summary), so a loop that does not need the secret loops over this copy and keeps its normal output.
+    With ``mask``, a key that holds a value keeps it replaced by ``mask`` (so a later step still knows one is set)."""
     keys = (keys,) if isinstance(keys, str) else tuple(keys)
     if isinstance(value, dict):
-        return {k: no_secrets(v, keys) for k, v in value.items() if k not in keys}
+        out = {}
+        for k, v in value.items():
+            if k not in keys:
+                out[k] = no_secrets(v, keys, mask)
+            elif mask is not None:
+                out[k] = mask if v else v
+        return out
     if isinstance(value, (list, tuple)):
-        return [no_secrets(v, keys) for v in value]
+        return [no_secrets(v, keys, mask) for v in value]
     return value
 
 

@@ -33,6 +33,11 @@ def test_no_secrets_drops_the_keys_at_every_depth_and_leaves_the_input_alone():
     assert f.no_secrets("text") == "text" and f.no_secrets(None) is None
 
 
+def test_no_secrets_can_mask_instead_of_dropping():
+    endpoints = [{"name": "a", "api_key": SECRET}, {"name": "b", "api_key": None}, {"name": "c"}]
+    assert f.no_secrets(endpoints, mask="(set)") == [{"name": "a", "api_key": "(set)"}, {"name": "b", "api_key": None}, {"name": "c"}]
+
+
 @pytest.mark.parametrize("engine, arg, option, variable", [
     ("vllm", "--host", "--host", "vllm_bind_address"),
     ("vllm", "--host=0.0.0.0", "--host", "vllm_bind_address"),
