@@ -27,6 +27,7 @@ GROUPS = {
     "tgi": "tgi_servers",
     "gpu": "gpu_hosts",
     "containers": "container_hosts",
+    "gateway": "gateway_hosts",
 }
 # Packages apt itself needs on the host to be driven by Ansible's apt module.
 APT_MODULE_PACKAGES = ["python3-apt"]
@@ -192,6 +193,9 @@ def bundle_plan(hosts, roles_dir, bundle_dir):
                 plan.packages(release, runtime.get("__container_runtime_docker_ce_packages", []))
             if GROUPS["gpu"] in groups:
                 plan.packages(release, runtime.get("__container_runtime_toolkit_packages", []))
+        if GROUPS["gateway"] in groups:
+            # HAProxy and openssl (the self-signed lab certificate) from roles/gateway/vars/main.yml
+            plan.packages(release, _os_vars(roles_dir, "gateway", release).get("__gateway_packages", []))
         if GROUPS["gpu"] in groups:
             driver = _os_vars(roles_dir, "nvidia_driver", release)
             source = hv.get("nvidia_driver_source") or "cuda_repo"

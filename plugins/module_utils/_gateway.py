@@ -266,10 +266,10 @@ def servers_of(frontend, groups, serving, gateway_host):
                 address = "127.0.0.1" if host == gateway_host else str(info.get("address") or host)
             elif _is_loopback(bind):
                 if host != gateway_host:
-                    raise GatewayError("%s: %s instance %s on %s listens on loopback (%s), which the gateway on %s cannot "
-                                       "reach. Run the gateway on %s too (gateway_hosts), or bind the engine to a private "
-                                       "address (%s_bind_address)" % (where, frontend["engine"], instance, host, bind,
-                                                                       gateway_host, host, frontend["engine"]))
+                    raise GatewayError(
+                        "%s: %s instance %s on %s listens on loopback (%s), which the gateway on %s cannot reach. Run the "
+                        "gateway on %s too (gateway_hosts), or bind the engine to a private address (%s_bind_address)"
+                        % (where, frontend["engine"], instance, host, bind, gateway_host, host, frontend["engine"]))
                 address = bind
             else:
                 address = bind
@@ -280,10 +280,10 @@ def servers_of(frontend, groups, serving, gateway_host):
             models.add(endpoint.get("model"))
             keys.add(endpoint.get("api_key") or None)
     if not servers:
+        serving_model = " serving %s" % frontend["model"] if frontend["model"] else ""
+        named = " named %s" % ", ".join(frontend["instances"]) if frontend["instances"] else ""
         raise GatewayError("%s: no %s instance in group %s%s%s has published an endpoint; check the group, model and "
-                           "instances of this door" % (where, frontend["engine"], frontend["group"],
-                                                      " serving %s" % frontend["model"] if frontend["model"] else "",
-                                                      " named %s" % ", ".join(frontend["instances"]) if frontend["instances"] else ""))
+                           "instances of this door" % (where, frontend["engine"], frontend["group"], serving_model, named))
     if len(models) > 1 and frontend["engine"] in ("vllm", "tgi"):
         raise GatewayError("%s: the %s instances of group %s serve different models (%s); one door fronts replicas of ONE "
                            "model: set model (or instances) on this door, and add a door per model"
@@ -326,8 +326,8 @@ def _frontend_lines(frontend, settings):
     paths = sorted(set(routes["paths"]) | set(frontend["extra_paths"]))
     lines = [
         "frontend fe_%s" % name,
-        "    # %s: the %s instances of group %s%s" % (name, engine, frontend["group"],
-                                                     ", model %s" % frontend["model"] if frontend["model"] else ""),
+        "    # %s: the %s instances of group %s%s" % (
+            name, engine, frontend["group"], ", model %s" % frontend["model"] if frontend["model"] else ""),
         "    bind %s ssl crt %s alpn h2,http/1.1" % (_bind(frontend["bind_address"], frontend["port"]), settings["tls_pem"]),
         "    option forwardfor",
         # the key's NAME, never a header; the path without its query string

@@ -47,8 +47,8 @@ def test_a_door_per_group_with_every_replica_behind_it():
     plan = build()
     chat, local = plan["doors"]
     # the gateway host reaches its own wildcard-bound engine on loopback, another host's at that host's address
-    assert [(s["name"], s["address"], s["port"]) for s in chat["servers"]] == [("gw-tiny", "127.0.0.1", 8000),
-                                                                             ("h2-tiny", "10.0.0.2", 8000)]
+    assert [(s["name"], s["address"], s["port"]) for s in chat["servers"]] == [
+        ("gw-tiny", "127.0.0.1", 8000), ("h2-tiny", "10.0.0.2", 8000)]
     assert (chat["group"], chat["model"], chat["health_path"], chat["engine_key"]) == ("vllm_servers", "tiny", "/health", False)
     assert (local["group"], local["health_path"], local["servers"][0]["address"]) == ("ollama_servers", "/api/version", "127.0.0.1")
     config = plan["config"]

@@ -1,0 +1,138 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The gateway role: its template rendered by Ansible's templar and checked by a real haproxy -c, its filters through
+Ansible's plugin loader, and its preflight run by ansible-playbook (the messages a user needs, and no key in the output,
+even at -vvv).
+
+Here, not in tests/unit: the filters import ansible.errors (the controller side).
+Run: .venv/bin/pytest roles/gateway/tests/
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROLE = os.path.join(REPO, "roles", "gateway")
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import role_templates  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.errors import AnsibleFilterError  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.parsing.dataloader import DataLoader  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.template import Templar, trust_as_template  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.onprem.llm_serving.plugins.filter.gateway import gateway_config, gateway_secrets  # noqa: E402  pylint: disable=wrong-import-position
+
+KEY = "do-not-print-me-" + "x" * 24
+ENGINE_KEY = "engine-secret-do-not-print"
+ENDPOINTS = [{"name": "tiny", "instance": "tiny", "engine": "vllm", "url": "http://127.0.0.1:8000", "host": "0.0.0.0", "port": 8000,
+              "model": "tiny", "api_key": ENGINE_KEY},
+             {"name": "ollama", "instance": "ollama", "engine": "ollama", "url": "http://127.0.0.1:11434", "host": "127.0.0.1",
+              "port": 11434, "model": "tiny:latest"}]
+DOORS = [{"name": "chat", "engine": "vllm", "port": 8443, "group": "all"},
+         {"name": "edge", "engine": "ollama", "port": 8444, "group": "all"}]
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
+def render(name, overrides):
+    variables = role_templates.role_vars(ROLE, {"inventory_hostname": "gw", "groups": {"all": ["gw"]}}, overrides)
+    variables["ansible_managed"] = "Ansible managed"
+    templar = Templar(loader=DataLoader(), variables=variables).copy_with_new_env(searchpath=[os.path.join(ROLE, "templates")])
+    plan = templar.template(trust_as_template(
+        "{{ gateway_frontends | onprem.llm_serving.gateway_config(gateway_api_keys, groups, __gateway_serving, "
+        "inventory_hostname, __gateway_settings) }}"))
+    templar = Templar(loader=DataLoader(), variables=dict(variables, __gateway_plan=plan)).copy_with_new_env(
+        searchpath=[os.path.join(ROLE, "templates")])
+    with open(os.path.join(ROLE, "templates", name)) as handle:
+        return templar.template(trust_as_template(handle.read())), variables
+
+
+def test_the_rendered_configuration_passes_haproxy_check(tmp_path):
+    """The role's own settings (vars/main.yml, defaults): chroot, user haproxy, /dev/log; only its directory is moved."""
+    config, _variables = render("haproxy.cfg.j2", {"gateway_frontends": DOORS, "gateway_api_keys": [{"name": "alice", "key": KEY}],
+                                                   "__gateway_serving": {"gw": {"endpoints": ENDPOINTS}}})
+    assert config.startswith("#\n# Ansible managed\n")
+    assert KEY not in config and ENGINE_KEY not in config
+    for needle in ("chroot /var/lib/haproxy", "user haproxy", "log /dev/log local0", "stats socket /run/haproxy/admin.sock",
+                   "bind 0.0.0.0:8443 ssl crt /etc/haproxy/onprem-gateway/tls.pem", "server gw-tiny 127.0.0.1:8000",
+                   "server gw-ollama 127.0.0.1:11434", "timeout server 15m", "balance leastconn",
+                   "map_str_int(/etc/haproxy/onprem-gateway/rate-limits.map,600)"):
+        assert needle in config
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=gw", "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c")], check=True, capture_output=True)
+    (tmp_path / "tls.pem").write_text((tmp_path / "c").read_text() + (tmp_path / "k").read_text())
+    for name in ("api-keys.map", "rate-limits.map", "upstream-keys.map"):
+        (tmp_path / name).write_text("")
+    moved = config.replace("/etc/haproxy/onprem-gateway/", str(tmp_path) + "/").replace("/run/haproxy/admin.sock", str(tmp_path / "a.sock"))
+    (tmp_path / "haproxy.cfg").write_text(moved)
+    result = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_drop_in_points_debians_unit_at_the_gateway_configuration():
+    dropin, _variables = render("onprem-gateway.conf.j2", {
+        "gateway_frontends": DOORS, "gateway_api_keys": [{"name": "a", "key": KEY}], "__gateway_serving": {"gw": {"endpoints": ENDPOINTS}}})
+    assert '[Service]\nEnvironment="CONFIG=/etc/haproxy/onprem-gateway.cfg"' in dropin
+
+
+def test_the_filters_split_what_may_be_shown_from_the_secrets():
+    shown = gateway_config(DOORS, [{"name": "alice", "key": KEY}], {"all": ["gw"]}, {"gw": {"endpoints": ENDPOINTS}}, "gw")
+    assert sorted(shown) == ["config", "doors", "rates_map"]
+    assert KEY not in json.dumps(shown) and ENGINE_KEY not in json.dumps(shown)
+    secrets = gateway_secrets(DOORS, [{"name": "alice", "key": KEY}], {"all": ["gw"]}, {"gw": {"endpoints": ENDPOINTS}}, "gw")
+    assert secrets == {"keys_map": KEY + " alice\n", "upstream_map": "be_chat Bearer %s\n" % ENGINE_KEY}
+
+
+def test_a_filter_error_names_the_host_and_the_variable():
+    with pytest.raises(AnsibleFilterError, match="gateway on gw: gateway_api_keys is empty"):
+        gateway_config(DOORS, [], {"all": ["gw"]}, {"gw": {"endpoints": ENDPOINTS}}, "gw")
+    with pytest.raises(AnsibleFilterError, match="gateway on gw: gateway_frontends is empty"):
+        gateway_secrets([], [{"name": "alice", "key": KEY}], {"all": ["gw"]}, {"gw": {"endpoints": ENDPOINTS}}, "gw")
+
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  roles:
+    - role: onprem.llm_serving.gateway
+"""
+GOOD = {"gateway_frontends": DOORS, "gateway_api_keys": [{"name": "alice", "key": KEY}], "gateway_tls_self_signed": True,
+        "llm_endpoints": ENDPOINTS}
+
+
+def run_preflight(tmp_path, **extra_vars):
+    (tmp_path / "play.yml").write_text(PLAYBOOK)
+    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false")
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-vvv", "-i", "localhost,", "-c", "local",
+                           str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"), "--tags", "gateway_preflight"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("change, expect", [
+    ({}, None),
+    ({"gateway_frontends": []}, "gateway_frontends is empty"),
+    ({"gateway_api_keys": [{"name": "alice", "key": KEY[:20]}]}, "gateway_api_keys[0] (alice): the key (not shown) must be at least 32"),
+    ({"gateway_api_keys": [{"name": "alice", "key": KEY}, {"name": "bob", "key": KEY}]}, "the same key (not shown) is given to two names"),
+    ({"gateway_tls_self_signed": False}, "Set gateway_tls_certificate (PEM, the chain) and"),
+    ({"gateway_frontends": [dict(DOORS[0], port=8000)]}, "port 8000 is an engine's port on localhost"),
+    ({"gateway_frontends": [dict(DOORS[0], extra_paths=["/api/delete"])], "llm_endpoints": ENDPOINTS}, None),
+    ({"gateway_frontends": [dict(DOORS[1], extra_paths=["/api/delete"])]}, "extra_paths /api/delete changes the ollama server"),
+    ({"llm_endpoints": None}, "host localhost of group all has published no endpoints"),
+])
+def test_preflight_refuses_and_never_prints_a_key(tmp_path, change, expect):
+    extra = dict(GOOD, **change)
+    if extra.get("llm_endpoints") is None:
+        extra.pop("llm_endpoints")
+    result = run_preflight(tmp_path, **extra)
+    out = result.stdout + result.stderr
+    if expect is None:
+        assert result.returncode == 0, out[-3000:]
+        assert "chat: https://0.0.0.0:8443 -> vllm tiny on localhost-tiny (readiness /health" in out and "engine key set" in out
+    else:
+        assert result.returncode != 0 and expect in out, out[-3000:]
+    assert KEY not in out and KEY[:20] not in out and ENGINE_KEY not in out
