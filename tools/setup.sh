@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
-# tcpdump: the air-gap test counts egress attempts; gnupg: the bundle signs its apt repository.
-APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg)
+# tcpdump: the air-gap test counts egress attempts; gnupg: the bundle signs its apt repository; haproxy: the gateway
+# role's unit tests check and run its rendered configurations (Debian 12: 2.6, as on the hosts).
+APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg haproxy)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
