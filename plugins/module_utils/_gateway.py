@@ -366,7 +366,7 @@ def _backend_lines(frontend, servers, upstream_key, settings):
         "backend be_%s" % frontend["name"],
         "    balance leastconn",
         "    option httpchk",
-        "    http-check send meth GET uri %s ver HTTP/1.1 hdr Host gateway" % health,
+        "    http-check send meth GET uri %s ver HTTP/1.1 hdr Host localhost" % health,
         "    http-check expect status 200",
         "    option redispatch",
         "    retries 2",
@@ -374,6 +374,10 @@ def _backend_lines(frontend, servers, upstream_key, settings):
         "    retry-on conn-failure",
         "    default-server check inter %s fall 3 rise 2" % settings["check_interval"],
     ]
+    if frontend["engine"] == "ollama":
+        # Ollama bound to loopback answers 403 to a Host that is not local (allowedHostsMiddleware): the client's Host
+        # (the gateway's public name) must not reach it
+        lines.append("    http-request set-header Host localhost")
     if upstream_key:
         lines.append("    http-request set-header Authorization \"%%[be_name,map(%s)]\"" % settings["upstream_map"])
     for server in servers:

@@ -55,7 +55,10 @@ def test_a_door_per_group_with_every_replica_behind_it():
     assert "    server gw-tiny 127.0.0.1:8000\n    server h2-tiny 10.0.0.2:8000\n" in config
     assert config.count("balance leastconn") == 2
     assert "http-check send meth GET uri /health ver HTTP/1.1" in config
-    assert "http-check send meth GET uri /api/version ver HTTP/1.1" in config
+    assert "http-check send meth GET uri /api/version ver HTTP/1.1 hdr Host localhost" in config
+    # Ollama on loopback refuses a Host that is not local: only its backend rewrites the client's Host
+    assert config.count("http-request set-header Host localhost") == 1
+    assert config.index("http-request set-header Host localhost") > config.index("backend be_local")
     assert "bind 0.0.0.0:8443 ssl crt /etc/haproxy/onprem-gateway/tls.pem alpn h2,http/1.1" in config
     assert "stats socket /run/haproxy/admin.sock mode 660 level admin" in config
     assert "timeout server 15m" in config and "timeout client 15m" in config

@@ -59,8 +59,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
-        if self.headers.get("Host") != "gateway":  # the gateway's health checks say Host: gateway
-            self.server.seen.append((self.path, self.headers.get("Authorization")))
+        if self.headers.get("User-Agent") is not None:  # the gateway's health checks send none
+            self.server.seen.append((self.path, self.headers.get("Authorization"), self.headers.get("Host")))
         body = json.dumps({"path": self.path}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -209,7 +209,7 @@ def runtime(gateway, command):
 
 def call(gateway, door, path, key=None, method="GET"):
     conn = http.client.HTTPSConnection("127.0.0.1", gateway["ports"][door], context=gateway["context"], timeout=10)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", "User-Agent": "gateway-test"}
     if key:
         headers["Authorization"] = "Bearer " + key
     conn.request(method, path, body=b"{}" if method == "POST" else None, headers=headers)
@@ -258,8 +258,11 @@ def test_the_engine_gets_its_own_key_and_never_the_clients(gateway):
         assert call(gateway, "vllm", "/v1/models", KEY)[0] == 200
         assert call(gateway, "ollama", "/api/tags", KEY)[0] == 200
     vllm_seen = gateway["engines"]["one"].seen + gateway["engines"]["two"].seen
-    assert {auth for _path, auth in vllm_seen} == {"Bearer " + ENGINE_KEY}
-    assert {auth for _path, auth in gateway["engines"]["ollama"].seen} == {None}
+    assert {auth for _path, auth, _host in vllm_seen} == {"Bearer " + ENGINE_KEY}
+    assert {auth for _path, auth, _host in gateway["engines"]["ollama"].seen} == {None}
+    # Ollama gets a local Host (it refuses others when bound to loopback); vLLM the client's
+    assert {host for _path, _auth, host in gateway["engines"]["ollama"].seen} == {"localhost"}
+    assert {host for _path, _auth, host in vllm_seen} == {"127.0.0.1:%d" % gateway["ports"]["vllm"]}
     # several replicas behind one backend: both answered
     assert gateway["engines"]["one"].seen and gateway["engines"]["two"].seen
 
