@@ -1,7 +1,8 @@
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The guards of plugins/filter/llm_serving.py: no_secrets (what a loop may show), engine_args and engine_env
+"""The guards of plugins/filter/llm_serving.py (with the role tests: importing the controller side here changes how
+module warnings are collected in the tests/unit process): no_secrets (what a loop may show), engine_args and engine_env
 (what the roles set themselves is refused in extra_args/env, naming the variable to use, never the value)."""
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 # role_templates installs the collection finder, so the collection's filter plugin imports
 import role_templates  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
