@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -62,6 +63,8 @@ def parse_args(argv):
     p.add_argument("--usage-stats", default=env_default("USAGE_STATS", "on"), choices=["on", "off", "no-stack"])
     p.add_argument("--api-key", default=env_default("API_KEY", None))
     p.add_argument("--json-output", action="store_true", help="accepted like the launcher's (the official image's CMD)")
+    p.add_argument("--graceful-termination-timeout", type=int, default=int(env_default("GRACEFUL_TERMINATION_TIMEOUT", "90")),
+                   help="like the launcher's: on SIGTERM stop accepting, let requests in flight finish for this long, then exit")
     p.add_argument("--warmup-seconds", type=float, default=float(env_default("STANDIN_WARMUP_SECONDS", "2")),
                    help="stand-in only: /health answers 503 this long after start (model 'loading')")
     return p.parse_args(argv)
@@ -98,6 +101,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         sys.stderr.write("tgi-stand-in: %s %s\n" % (self.address_string(), fmt % args))
+
+    def handle_one_request(self):
+        BaseHTTPRequestHandler.handle_one_request(self)
+        # draining: a keep-alive connection closes after the request it carried, as hyper's graceful shutdown does
+        if getattr(self.server, "draining", False):
+            self.close_connection = True
 
     @property
     def state(self):
@@ -261,6 +270,35 @@ class Handler(BaseHTTPRequestHandler):
         return self._end()
 
 
+class DrainingServer(ThreadingHTTPServer):
+    """Counts the requests in flight, so that SIGTERM can let them finish (TGI's graceful termination)."""
+
+    daemon_threads = True
+
+    def __init__(self, *args, **kwargs):
+        ThreadingHTTPServer.__init__(self, *args, **kwargs)
+        self.inflight = 0
+        self.inflight_lock = threading.Lock()
+        self.draining = False
+
+    def process_request_thread(self, request, client_address):
+        with self.inflight_lock:
+            self.inflight += 1
+        try:
+            ThreadingHTTPServer.process_request_thread(self, request, client_address)
+        finally:
+            with self.inflight_lock:
+                self.inflight -= 1
+
+
+def drain(httpd, timeout):
+    """After serve_forever returned: wait up to ``timeout`` s for the requests in flight; True when none is left."""
+    deadline = time.monotonic() + timeout
+    while httpd.inflight > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return httpd.inflight == 0
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     offline = os.environ.get("HF_HUB_OFFLINE")
@@ -274,13 +312,23 @@ def main(argv=None):
                      "max_total_tokens=%d max_concurrent_requests=%d usage_stats=%s HF_HUB_OFFLINE=%s api_key=%s port=%d\n"
                      % (VERSION, args.model_id, args.num_shard, args.quantize, args.max_input_tokens, args.max_total_tokens,
                         args.max_concurrent_requests, args.usage_stats, offline, "set" if args.api_key else "unset", args.port))
-    httpd = ThreadingHTTPServer((args.hostname, args.port), Handler)
-    httpd.daemon_threads = True
+    httpd = DrainingServer((args.hostname, args.port), Handler)
     httpd.state = State(args)
+
+    def on_sigterm(_signum, _frame):
+        sys.stderr.write("tgi-stand-in: SIGTERM, draining for up to %d s\n" % args.graceful_termination_timeout)
+        httpd.draining = True
+        # shutdown() waits for serve_forever to return: call it from another thread than the one serving
+        threading.Thread(target=httpd.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
         pass
+    drained = drain(httpd, args.graceful_termination_timeout)
+    sys.stderr.write("tgi-stand-in: %s\n" % ("drained" if drained else "%d request(s) cut at the timeout" % httpd.inflight))
+    httpd.server_close()
     return 0
 
 
