@@ -85,6 +85,7 @@ class _Plan:
         self.artefacts = {}
         self.vars = {}
         self.per_var = {}
+        self.sources = {}
 
     def add_artefact(self, src, dest, kind="file", sha256=None, companions=()):
         if not src:
@@ -102,6 +103,16 @@ class _Plan:
 
     def set_var(self, host, name, value):
         self.per_var.setdefault(name, []).append((host, value))
+
+    def source(self, host, var, key, path):
+        """One entry of a name -> bundle path map (the roles look their entries' sources up in it by name, so each
+        group keeps its own list in the inventory); one name with two sources is refused."""
+        known = self.sources.setdefault(var, {})
+        if key in known and known[key][0] != path:
+            raise AnsibleFilterError("%s: the name %s has two sources in the inventory (%s here, %s on %s); the bundle "
+                                     "maps each name to one source: rename one of them" % (host, key, path, known[key][0],
+                                                                                            known[key][1]))
+        known.setdefault(key, (path, host))
 
     def packages(self, release, names):
         self.apt.setdefault(release, set()).update(str(n) for n in names if n)
@@ -163,18 +174,14 @@ def bundle_plan(hosts, roles_dir, bundle_dir):
                 plan.packages(release, ["zstd"])
             dest = plan.add_artefact(archive, "ollama/" + os.path.basename(archive), sha256=hv.get("ollama_archive_sha256"))
             plan.set_var(name, "ollama_archive_src", _ref(dest))
-            models = []
             for model in hv.get("ollama_models") or []:
-                model = dict(model)
                 if model.get("blobs_src") or model.get("manifest_src"):
                     raise AnsibleFilterError("%s: ollama_models %s uses blobs_src/manifest_src, which this version does not "
                                              "bundle; give it a gguf_src instead" % (name, model.get("name")))
                 if model.get("gguf_src"):
                     dest = plan.add_artefact(model["gguf_src"], "models/" + os.path.basename(model["gguf_src"]),
                                              sha256=model.get("sha256"))
-                    model["gguf_src"] = _ref(dest)
-                models.append(model)
-            plan.set_var(name, "ollama_models", models)
+                    plan.source(name, "ollama_bundle_sources", model.get("name"), _ref(dest))
 
         if GROUPS["tgi"] in groups and hv.get("tgi_image_archive"):
             archive = hv["tgi_image_archive"]
@@ -204,23 +211,20 @@ def bundle_plan(hosts, roles_dir, bundle_dir):
             plan.packages(release, hv.get("nvidia_driver_packages") or by_source.get(
                 "cuda_repo" if source == "mirror" else source, {}).get(flavour, []))
 
-        models = []
         for model in hv.get("models_list") or []:
-            model = dict(model)
             if model.get("src"):
                 fmt = model.get("format") or "hf"
                 if fmt == "gguf":
                     dest = plan.add_artefact(model["src"], "models/" + os.path.basename(str(model["src"])), sha256=model.get("sha256"))
                 else:
                     dest = plan.add_artefact(model["src"], "models/" + str(model.get("name")), kind="tree")
-                model["src"] = _ref(dest)
-            models.append(model)
-        if models:
-            plan.set_var(name, "models_list", models)
+                plan.source(name, "models_bundle_sources", model.get("name"), _ref(dest))
 
     variables = {BUNDLE_VAR: os.path.abspath(bundle_dir)}
     for var in sorted(plan.per_var):
         variables[var] = _same(plan.per_var[var], var)
+    for var in sorted(plan.sources):
+        variables[var] = {key: path for key, (path, _host) in sorted(plan.sources[var].items())}
     artefacts = [plan.artefacts[d] for d in sorted(plan.artefacts)]
     keep = sorted({"apt", "vars.yml"} | {a["dest"] for a in artefacts}
                   | {a["dest"] + ".sha256" for a in artefacts if a["kind"] == "file"}
@@ -233,6 +237,18 @@ def bundle_plan(hosts, roles_dir, bundle_dir):
     }
 
 
+def bundle_sources(items, sources, key):
+    """The roles' side of the bundle's name -> path maps: each item whose name the map knows gets that source in ``key``
+    (the bundle's copy); the others are returned as they are."""
+    if not sources:
+        return list(items or [])
+    if not isinstance(sources, dict):
+        raise AnsibleFilterError("bundle_sources: the map must be a dict of name -> path (the bundle's vars.yml writes "
+                                 "it), got %r" % (sources,))
+    return [dict(item, **{key: sources[item["name"]]}) if isinstance(item, dict) and item.get("name") in sources else item
+            for item in items or []]
+
+
 class FilterModule:
     def filters(self):
-        return {"bundle_plan": bundle_plan}
+        return {"bundle_plan": bundle_plan, "bundle_sources": bundle_sources}

