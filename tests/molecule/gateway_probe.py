@@ -48,7 +48,7 @@ def main():
         out["tricks"][path] = call(port, "GET", path, spec["key"])[0]
     for item in spec.get("generate", []):
         status, _headers, payload = call(port, "POST", item["path"], spec["key"], body=item["body"])
-        out["generate"].append({"path": item["path"], "status": status, "body": payload.decode("utf-8", "replace")[-2000:]})
+        out["generate"].append({"path": item["path"], "status": status, "body": payload.decode("utf-8", "replace")[-20000:]})
     for _ in range(int(spec["tight_limit"]) + 1):
         status, headers, _payload = call(port, "GET", spec["rate_path"], spec["tight_key"])
         out["rate"].append(status)
