@@ -120,7 +120,7 @@ def test_unit_per_instance_drain_read_only_and_caps():
     image = argv.index("ghcr.io/huggingface/text-generation-inference:3.3.6")
     run_opts, launcher = argv[:image], argv[image + 1:]
     pairs = {a: run_opts[i + 1] for i, a in enumerate(run_opts[:-1]) if a.startswith("--")}
-    assert "--read-only" in run_opts and pairs["--tmpfs"].startswith("/tmp:")
+    assert "--read-only" in run_opts and pairs["--tmpfs"] == "/tmp:rw,exec,nosuid,nodev"
     assert pairs["--memory"] == "32G" and pairs["--pids-limit"] == "2048" and pairs["--stop-timeout"] == "30"
     assert "--cap-drop" not in run_opts and "--security-opt" not in run_opts
     assert launcher[launcher.index("--graceful-termination-timeout") + 1] == "20"

@@ -165,7 +165,7 @@ def test_container_unit_hardening_drain_and_caps():
         assert opt in run_opts, opt
     pairs = {a: run_opts[i + 1] for i, a in enumerate(run_opts[:-1]) if a.startswith("--")}
     assert pairs["--cap-drop"] == "ALL" and pairs["--security-opt"] == "no-new-privileges"
-    assert pairs["--tmpfs"].startswith("/tmp:") and pairs["--memory"] == "64G" and pairs["--pids-limit"] == "8192"
+    assert pairs["--tmpfs"] == "/tmp:rw,exec,nosuid,nodev" and pairs["--memory"] == "64G" and pairs["--pids-limit"] == "8192"
     assert pairs["--stop-timeout"] == "130"
     assert serve[serve.index("--shutdown-timeout") + 1] == "120"
     d = directives(unit)
