@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,15 +53,43 @@ def write_inventory(names):
         handle.write("\n".join(lines) + "\n")
 
 
-def site(limit=None):
+def host_cpu_seconds(names):
+    """CPU seconds each lab host's container has used so far (every process of the host: sshd, python, the engine),
+    read from its cgroup on this machine (cgroup v1 cpuacct, or v2 cpu.stat)."""
+    total = 0.0
+    for name in names:
+        cid = sh(["docker", "inspect", name, "--format", "{{.Id}}"], check=False).stdout.strip()
+        v1 = "/sys/fs/cgroup/cpuacct/docker/%s/cpuacct.usage" % cid
+        v2 = "/sys/fs/cgroup/system.slice/docker-%s.scope/cpu.stat" % cid
+        if cid and os.path.exists(v1):
+            total += int(open(v1).read()) / 1e9
+        elif cid and os.path.exists(v2):
+            total += int(re.search(r"^usage_usec (\d+)", open(v2).read(), re.M).group(1)) / 1e6
+    return total
+
+
+def site(limit=None, names=()):
+    """One site.yml run: wall seconds, rc, changed per host, and the CPU seconds it cost on the controller (ansible and
+    its ssh clients) and on the hosts. All of it shares this machine's 2 cores, so wall time grows with the total CPU
+    a run needs; the CPU columns show where it goes and whether the controller's share per host stays flat."""
     cmd = SITE + (["--limit", limit] if limit else [])
+    before_ctl = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before_hosts = host_cpu_seconds(names)
     start = time.monotonic()
     proc = subprocess.run(cmd, env=ENV, text=True, capture_output=True, cwd=ROOT, check=False)
     secs = time.monotonic() - start
+    after_ctl = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {"controller": (after_ctl.ru_utime + after_ctl.ru_stime) - (before_ctl.ru_utime + before_ctl.ru_stime),
+           "hosts": host_cpu_seconds(names) - before_hosts}
     recap = dict((h, int(c)) for h, c in re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", proc.stdout, re.M))
     if proc.returncode != 0:
         print(proc.stdout[-3000:])
-    return secs, proc.returncode, recap
+    return secs, proc.returncode, recap, cpu
+
+
+def report(label, secs, rc, recap, cpu):
+    print("%s: %.0f s rc=%d changed=%s; CPU s: controller %.1f, hosts %.1f; load %s" % (
+        label, secs, rc, recap, cpu["controller"], cpu["hosts"], open("/proc/loadavg").read().split()[0]), flush=True)
 
 
 def main():
@@ -70,18 +99,17 @@ def main():
     try:
         write_inventory(hosts(1))
         fresh(1)
-        secs, rc, recap = site()
-        print("first run, 1 host: %.0f s rc=%d changed=%s load %s" % (secs, rc, recap, open("/proc/loadavg").read().split()[0]), flush=True)
+        secs, rc, recap, cpu = site(names=hosts(1))
+        report("first run, 1 host", secs, rc, recap, cpu)
         write_inventory(hosts(4))
         fresh(4)
-        secs, rc, recap = site()
-        print("first run, 4 hosts: %.0f s rc=%d changed=%s load %s" % (secs, rc, recap, open("/proc/loadavg").read().split()[0]), flush=True)
+        secs, rc, recap, cpu = site(names=hosts(4))
+        report("first run, 4 hosts", secs, rc, recap, cpu)
         reruns = {"4 hosts": [], "1 host": []}
         for number in range(1, args.rounds + 1):
-            for label, limit in (("4 hosts", None), ("1 host", hosts(1)[0])):
-                secs, rc, recap = site(limit)
-                print("re-run %d, %s: %.0f s rc=%d changed=%s load %s" % (
-                    number, label, secs, rc, recap, open("/proc/loadavg").read().split()[0]), flush=True)
+            for label, limit, names in (("4 hosts", None, hosts(4)), ("1 host", hosts(1)[0], hosts(1))):
+                secs, rc, recap, cpu = site(limit, names)
+                report("re-run %d, %s" % (number, label), secs, rc, recap, cpu)
                 if rc == 0 and all(c == 0 for c in recap.values()):
                     reruns[label].append(secs)
         medians = {label: statistics.median(v) for label, v in reruns.items() if v}
