@@ -665,11 +665,12 @@ class AsyncStreamClient(object):
 
     async def stream_request(self, path, body, record):
         """POST body, parse the SSE answer into ``record`` exactly like vLLM's request functions."""
-        payload = json.dumps(body).encode("utf-8")
-        head = ("POST %s%s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (self.prefix, path, self._head_tail, len(payload))).encode("latin-1")
+        # The start comes before the body is encoded, as in vLLM's request functions (aiohttp encodes json= inside session.post).
         st = self.clock()
         record["start_time"] = st
         most_recent = st
+        payload = json.dumps(body).encode("utf-8")
+        head = ("POST %s%s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (self.prefix, path, self._head_tail, len(payload))).encode("latin-1")
         conn = None
         reusable = False
         try:

