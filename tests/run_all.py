@@ -185,6 +185,7 @@ def run_scenario(role_dir, role, scen):
     e = env()
     e["MOLECULE_ROLE_NAME"] = role
     e.setdefault("MOLECULE_NAME_SUFFIX", "lab")
+    e.update(LLM_MOLECULE_SSH_AUTHORIZED_KEYS=lab.ensure_ssh_key(), LLM_MOLECULE_SSH_KEY=lab.SSH_KEY)
     if role in ONLINE_SCENARIOS:
         e.update(LLM_MOLECULE_NETWORK="bridge", LLM_MOLECULE_RESOLV_CONF=online_resolv_conf(), LLM_MOLECULE_OS_REPOSITORY="")
     else:
