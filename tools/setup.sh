@@ -8,8 +8,9 @@ ROOT=$PWD
 VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 # tcpdump: the air-gap test counts egress attempts; gnupg: the bundle signs its apt repository; haproxy: the gateway
-# role's unit tests check and run its rendered configurations (Debian 12: 2.6, as on the hosts).
-APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg haproxy)
+# role's unit tests check and run its rendered configurations (Debian 12: 2.6, as on the hosts); prometheus: its promtool
+# checks and unit-tests the monitoring role's alert rules and dashboard queries (Debian 12: 2.42, as on the hosts).
+APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg haproxy prometheus)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
