@@ -17,10 +17,22 @@ fidelity (default)
     --warmups warm-ups before each run. It ends with a markdown table.
     It also feeds vLLM's own per-request records (--save-detailed) into llm_benchmark's
     calculate_metrics: that column shows whether the metric DEFINITIONS agree (0 difference).
+    --vllm-trust-env off: a control run, vllm bench serve with aiohttp's trust_env off (as shipped,
+    its session looks up ~/.netrc and the proxy variables in a thread pool for every request, after
+    the request's start time and before it is sent; llm_benchmark does neither).
 
---ours-only --url URL [--model NAME]
+--ours-only --url URL [--model NAME] [--api chat]
     llm_benchmark's client alone against any OpenAI-compatible server (Ollama's too): prints the
-    prompt tokens per request the server reports for the calibrated random workload.
+    prompt tokens per request the server reports (usage.prompt_tokens) for the calibrated random
+    workload, and how many requests carried a usage chunk.
+
+--client-overhead [--first-ms 4 --itl-ms 1]
+    Both clients (llm_benchmark's and vllm bench serve) against one fake server whose first token
+    comes --first-ms after the request: TTFT and ITL above the configured ones are the client's own.
+
+--against-rev REV [--levels 8]
+    llm_benchmark's client as it was at git revision REV, the current one and vllm bench serve, on
+    the same (current) prompts, in rotating order: whether a client change moved the numbers.
 
 --client-capacity
     Starts a fast fake OpenAI SSE server in a child process (asyncio; every request streams
@@ -34,6 +46,8 @@ LLM_TEST_MODEL_DIR (default .cache/artefacts/models/tiny-llama).
     .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --num-prompts 64
     .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --client-capacity
     .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --ours-only --url http://127.0.0.1:11434 --model tiny --levels 1,8
+    .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --client-overhead --levels 1,8,32
+    .venv/bin/python tests/bench/fidelity_vs_vllm_bench.py --against-rev 436f2ad --levels 8
 """
 from __future__ import annotations
 
@@ -46,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -503,6 +518,55 @@ def client_overhead(args):
         srv.wait(10)
 
 
+def old_client(rev):
+    """llm_benchmark's module_utils as it was at git revision ``rev`` (its client and run_level)."""
+    src = subprocess.check_output(["git", "-C", ROOT, "show", "%s:plugins/module_utils/_llm_benchmark.py" % rev]).decode("utf-8")
+    mod = types.ModuleType("llm_benchmark_at_%s" % rev)
+    exec(compile(src, "_llm_benchmark.py@%s" % rev, "exec"), mod.__dict__)
+    return mod
+
+
+def against_rev(args):
+    """At each level: llm_benchmark's client at --against-rev, the current one and vllm bench serve, same (current) prompts, rotating order."""
+    old = old_client(args.against_rev)
+    proc = None
+    url = args.url
+    if not url:
+        port = free_port()
+        proc = start_vllm(args.vllm_python, args.model_dir, port)
+        url = "http://127.0.0.1:%d" % port
+    try:
+        print("%s; client at %s vs current client vs vllm bench serve (%s), same prompts; load average (1 min) %.2f at the start" % (
+            time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), args.against_rev, "as shipped" if args.vllm_trust_env else "trust_env off",
+            os.getloadavg()[0]))
+        for conc in args.levels:
+            n = max(args.num_prompts, 4 * conc)
+            reqs = our_workload(url, "tiny", n, args)
+            res = {"old": [], "new": [], "vllm": []}
+            for rep in range(args.repeats):
+                for side in [("old", "new", "vllm"), ("vllm", "old", "new"), ("new", "vllm", "old")][rep % 3]:
+                    if side == "vllm":
+                        m = run_vllm_bench(args.vllm_python, url, args.model_dir, conc, n, args)
+                    else:
+                        mod = old if side == "old" else bench
+                        records, duration = mod.run_level(mod.AsyncStreamClient(url), "completions", "tiny", [dict(r) for r in reqs], args.warmups,
+                                                          conc, ignore_eos=True)
+                        m = bench.calculate_metrics(records, duration, percentiles=[50])
+                    res[side].append(m)
+                    print("conc %d run %d %-4s: output tok/s %.0f, TPOT mean %.3f ms, ITL p50 %.3f ms, TTFT p50 %.3f ms; load %.2f" % (
+                        conc, rep + 1, side, m["output_throughput"], m["mean_tpot_ms"], m["median_itl_ms"], m["median_ttft_ms"], os.getloadavg()[0]),
+                        flush=True)
+            for label, key in ROWS:
+                med = dict((side, bench.median([m[key] for m in runs])) for side, runs in res.items())
+                print("conc %d %-15s at %s %.3f, now %.3f, vllm %.3f | ratios to vllm %.3f, %.3f [min-max %s; %s; %s]" % (
+                    conc, label, args.against_rev, med["old"], med["new"], med["vllm"], med["old"] / med["vllm"], med["new"] / med["vllm"],
+                    spread([m[key] for m in res["old"]]), spread([m[key] for m in res["new"]]), spread([m[key] for m in res["vllm"]])))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+
+
 def dict_args(args, **changes):
     out = argparse.Namespace(**vars(args))
     for k, v in changes.items():
@@ -541,12 +605,15 @@ def main():
                          "in a thread pool); on (default) is vllm bench serve as shipped")
     ap.add_argument("--client-overhead", action="store_true", help="both clients against a fake server of known timing (--first-ms, --itl-ms)")
     ap.add_argument("--first-ms", type=float, default=4.0)
+    ap.add_argument("--against-rev", help="git revision: its llm_benchmark client beside the current one and vllm bench serve, same prompts")
     args = ap.parse_args()
     args.vllm_trust_env = args.vllm_trust_env == "on"
     if args.client_capacity:
         client_capacity(args)
     elif args.client_overhead:
         client_overhead(args)
+    elif args.against_rev:
+        against_rev(args)
     elif args.ours_only:
         if not args.url:
             raise SystemExit("--ours-only needs --url")
