@@ -9,8 +9,9 @@ VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 # tcpdump: the air-gap test counts egress attempts; gnupg: the bundle signs its apt repository; haproxy: the gateway
 # role's unit tests check and run its rendered configurations (Debian 12: 2.6, as on the hosts); prometheus: its promtool
-# checks and unit-tests the monitoring role's alert rules and dashboard queries (Debian 12: 2.42, as on the hosts).
-APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg haproxy prometheus)
+# checks and unit-tests the monitoring role's alert rules and dashboard queries (Debian 12: 2.42, as on the hosts),
+# prometheus-alertmanager: its amtool checks the rendered Alertmanager configuration.
+APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg haproxy prometheus prometheus-alertmanager)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

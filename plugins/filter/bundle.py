@@ -28,7 +28,9 @@ GROUPS = {
     "gpu": "gpu_hosts",
     "containers": "container_hosts",
     "gateway": "gateway_hosts",
+    "monitoring": "monitoring_hosts",
 }
+SERVING = ("vllm", "ollama", "tgi")
 # Packages apt itself needs on the host to be driven by Ansible's apt module.
 APT_MODULE_PACKAGES = ["python3-apt"]
 
@@ -123,6 +125,7 @@ def bundle_plan(hosts, roles_dir, bundle_dir):
     if not hosts:
         raise AnsibleFilterError("bundle_plan: no hosts in the play; run playbooks/bundle.yml against your inventory")
     plan = _Plan(roles_dir)
+    monitored = any(GROUPS["monitoring"] in (h.get("groups") or []) for h in hosts)
     for host in hosts:
         name, groups = host["name"], set(host.get("groups") or [])
         hv = {k: v for k, v in (host.get("vars") or {}).items() if v != UNSET}
@@ -203,6 +206,14 @@ def bundle_plan(hosts, roles_dir, bundle_dir):
         if GROUPS["gateway"] in groups:
             # HAProxy and openssl (the self-signed lab certificate) from roles/gateway/vars/main.yml
             plan.packages(release, _os_vars(roles_dir, "gateway", release).get("__gateway_packages", []))
+        if monitored:
+            # roles/monitoring/vars: Prometheus and Alertmanager on the monitoring hosts, node_exporter on the serving ones
+            # (only when the inventory has a monitoring host)
+            monitoring = _os_vars(roles_dir, "monitoring", release)
+            if GROUPS["monitoring"] in groups:
+                plan.packages(release, monitoring.get("__monitoring_server_packages", []))
+            if groups & {GROUPS[r] for r in SERVING}:
+                plan.packages(release, monitoring.get("__monitoring_node_packages", []))
         if GROUPS["gpu"] in groups:
             driver = _os_vars(roles_dir, "nvidia_driver", release)
             source = hv.get("nvidia_driver_source") or "cuda_repo"

@@ -314,7 +314,8 @@ def run_endpoints(config, make_client=None, clock=time.time, sleep=time.sleep, m
     timeout = float(config.get("timeout", 30))
     if make_client is None:
         def make_client(endpoint):
-            return HttpClient(endpoint["url"], api_key=endpoint.get("api_key"), timeout=timeout)
+            return HttpClient(endpoint["url"], api_key=endpoint.get("api_key"), timeout=timeout,
+                              validate_certs=endpoint.get("validate_certs", True), ca_path=endpoint.get("ca_path"))
     outcomes = []
     for endpoint in config.get("endpoints") or []:
         outcome = probe_endpoint(make_client(endpoint), endpoint, prompt=config.get("prompt", "Hello"),

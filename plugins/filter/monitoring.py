@@ -1,0 +1,114 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Filters of the monitoring role.
+
+- monitoring_scrape_configs: Prometheus' scrape_configs from the endpoints the engine roles published (llm_endpoints,
+  the contract of roles/smoke), the serving hosts' node_exporter, the gateways' HAProxy exporter and, when enabled,
+  dcgm-exporter on the GPU hosts. Everything is scraped on the private side: an engine's own port, never a gateway door.
+- monitoring_probe_endpoints: the endpoints of one host the textfile probe generates on (by engine).
+"""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+WILDCARDS = ("0.0.0.0", "::", "[::]", "")
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+ENGINE_JOBS = ("vllm", "tgi")
+
+
+def _hostport(address, port):
+    address = str(address)
+    if ":" in address and not address.startswith("["):
+        address = "[%s]" % address
+    return "%s:%s" % (address, port)
+
+
+def _reach(bind, host, host_address, monitor, variable):
+    """The address Prometheus on ``monitor`` reaches a listener bound to ``bind`` on ``host`` at."""
+    bind = "" if bind is None else str(bind)
+    if host == monitor:
+        return "127.0.0.1" if bind in WILDCARDS else bind
+    if bind in LOOPBACK or bind.startswith("127."):
+        raise AnsibleFilterError(
+            "monitoring: %s on %s listens on loopback (%s), so Prometheus on %s cannot scrape it. Bind it to the host's "
+            "private address with %s (never a public one: these ports have no authentication)" % (
+                variable.split(" ")[0], host, bind, monitor, variable))
+    return host_address if bind in WILDCARDS else bind
+
+
+def monitoring_scrape_configs(serving, gateways, monitor, settings):
+    """Prometheus scrape_configs (a list of dicts).
+
+    ``serving``: {host: {"endpoints": llm_endpoints or None, "address": str, "node_exporter_address": str, "gpu": bool}}
+    ``gateways``: {host: {"address": str, "metrics_address": str, "metrics_port": int}}
+    ``monitor``: the inventory name of the Prometheus host.
+    ``settings``: {"node_exporter_port", "dcgm_exporter" (bool), "dcgm_exporter_port", "gateway_metrics" (bool),
+    "prometheus_port", "alertmanager_port"}.
+    """
+    if not isinstance(serving, dict):
+        raise AnsibleFilterError("monitoring_scrape_configs: serving must be a dict of host -> facts, got %r" % (serving,))
+    jobs = dict((name, []) for name in ("vllm", "tgi", "node", "haproxy", "dcgm"))
+    for host in sorted(serving):
+        facts = serving[host] or {}
+        endpoints = facts.get("endpoints")
+        if endpoints is None:
+            raise AnsibleFilterError(
+                "monitoring: %s published no llm_endpoints: the engines' stage must run in the same play run (site.yml, "
+                "or --tags vllm_smoke,tgi_smoke,ollama_smoke,monitoring), or remove the host from monitoring_serving_groups"
+                % host)
+        address = facts.get("address") or host
+        for endpoint in endpoints:
+            engine = endpoint.get("engine")
+            if engine not in ENGINE_JOBS or not endpoint.get("metrics_path"):
+                continue
+            if endpoint.get("port") is None:
+                raise AnsibleFilterError("monitoring: endpoint %s of %s has no port in llm_endpoints; the engine roles "
+                                         "publish it (the contract's port)" % (endpoint.get("name"), host))
+            reach = _reach(endpoint.get("host"), host, address, monitor, "%s_bind_address (or bind_address of the instance)" % engine)
+            labels = {"llm_host": host, "llm_instance": str(endpoint.get("instance") or endpoint.get("name")),
+                      "llm_engine": engine}
+            if endpoint.get("unit"):
+                labels["llm_unit"] = str(endpoint["unit"])
+            if endpoint.get("model"):
+                labels["llm_model"] = str(endpoint["model"])
+            if endpoint["metrics_path"] != "/metrics":
+                labels["__metrics_path__"] = str(endpoint["metrics_path"])
+            jobs[engine].append({"targets": [_hostport(reach, endpoint["port"])], "labels": labels})
+        node = _reach(facts.get("node_exporter_address"), host, address, monitor, "monitoring_node_exporter_address")
+        jobs["node"].append({"targets": [_hostport(node, settings["node_exporter_port"])], "labels": {"llm_host": host}})
+        if settings.get("dcgm_exporter") and facts.get("gpu"):
+            jobs["dcgm"].append({"targets": [_hostport(_reach("0.0.0.0", host, address, monitor, ""), settings["dcgm_exporter_port"])],
+                                 "labels": {"llm_host": host}})
+    if settings.get("gateway_metrics"):
+        for host in sorted(gateways or {}):
+            facts = gateways[host] or {}
+            port = int(facts.get("metrics_port") or 0)
+            if not port:
+                continue
+            reach = _reach(facts.get("metrics_address"), host, facts.get("address") or host, monitor, "gateway_metrics_address")
+            jobs["haproxy"].append({"targets": [_hostport(reach, port)], "labels": {"llm_host": host}})
+    configs = [
+        {"job_name": "prometheus", "static_configs": [{"targets": [_hostport("127.0.0.1", settings["prometheus_port"])]}]},
+        {"job_name": "alertmanager", "static_configs": [{"targets": [_hostport("127.0.0.1", settings["alertmanager_port"])]}]},
+    ]
+    for job in ("vllm", "tgi", "node", "haproxy", "dcgm"):
+        if jobs[job]:
+            configs.append({"job_name": job, "metrics_path": "/metrics", "static_configs": jobs[job]})
+    return configs
+
+
+def monitoring_probe_endpoints(endpoints, engines):
+    """The endpoints of ``endpoints`` (llm_endpoints) whose engine is in ``engines``, with what the probe needs."""
+    keep = ("name", "engine", "protocol", "url", "model", "api_key", "validate_certs", "ca_path")
+    out = []
+    for endpoint in endpoints or []:
+        if endpoint.get("engine") in (engines or []):
+            out.append(dict((k, endpoint.get(k)) for k in keep if endpoint.get(k) is not None))
+    return out
+
+
+class FilterModule:
+    def filters(self):
+        return {"monitoring_scrape_configs": monitoring_scrape_configs, "monitoring_probe_endpoints": monitoring_probe_endpoints}
