@@ -7,6 +7,8 @@
   the contract of roles/smoke), the serving hosts' node_exporter, the gateways' HAProxy exporter and, when enabled,
   dcgm-exporter on the GPU hosts. Everything is scraped on the private side: an engine's own port, never a gateway door.
 - monitoring_probe_endpoints: the endpoints of one host the textfile probe generates on (by engine).
+- monitoring_status_queries, monitoring_status_table: the instant queries playbooks/status.yml sends to Prometheus, and
+  ONE table of the fleet from their answers.
 """
 
 from __future__ import annotations
@@ -109,6 +111,96 @@ def monitoring_probe_endpoints(endpoints, engines):
     return out
 
 
+# What playbooks/status.yml asks Prometheus (instant queries), by the key monitoring_status_table reads.
+STATUS_QUERIES = {
+    "up": 'up{job=~"vllm|tgi"}',
+    "probe_up": "onprem_llm_probe_up",
+    "ttft_p50": 'histogram_quantile(0.5, sum by (le, llm_host, llm_instance) (rate(vllm:time_to_first_token_seconds_bucket[5m])))',
+    "ttft_p95": 'histogram_quantile(0.95, sum by (le, llm_host, llm_instance) (rate(vllm:time_to_first_token_seconds_bucket[5m])))',
+    "probe_ttft": "onprem_llm_probe_ttft_seconds",
+    "tokens_per_s": "sum by (llm_host, llm_instance) (rate(vllm:generation_tokens_total[5m]))",
+    "probe_tokens_per_s": "onprem_llm_probe_tokens_per_second",
+    "queue": "sum by (llm_host, llm_instance) (vllm:num_requests_waiting) or sum by (llm_host, llm_instance) (tgi_queue_size)",
+    "kv_cache": "max by (llm_host, llm_instance) (vllm:kv_cache_usage_perc)",
+    "gpu_state": "onprem_gpu_probe_state == 1",
+    "alerts": 'ALERTS{alertstate="firing"}',
+}
+STATUS_FORMAT = "%-14s %-16s %-7s %-5s %9s %9s %8s %6s %6s %-10s %s"
+
+
+def _series(answers, key):
+    """[(labels, float value)] of one instant query's answer (the JSON of Prometheus' /api/v1/query)."""
+    answer = (answers or {}).get(key) or {}
+    if answer.get("status") != "success":
+        raise AnsibleFilterError("monitoring_status_table: Prometheus did not answer the query %s (%s): %s" % (
+            key, STATUS_QUERIES.get(key), answer.get("error") or answer.get("status") or "no answer"))
+    out = []
+    for item in answer.get("data", {}).get("result", []):
+        try:
+            value = float(item["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        out.append((item.get("metric") or {}, value))
+    return out
+
+
+def _fmt(value, scale=1.0, digits=0, suffix=""):
+    if value is None or value != value:  # None or NaN (a quantile without traffic)
+        return "-"
+    return ("%." + str(digits) + "f%s") % (value * scale, suffix)
+
+
+def monitoring_status_table(answers):
+    """ONE table of the fleet now from ``answers`` ({key of STATUS_QUERIES: Prometheus' JSON answer}): per endpoint up,
+    TTFT p50/p95 over 5 min (vLLM; the probe's last TTFT for probed endpoints), tok/s, queue, KV cache, the host's GPU
+    state and the alerts firing on the host."""
+    rows = {}
+
+    def row(host, name):
+        return rows.setdefault((host, name), {"engine": "-", "up": None})
+
+    for labels, value in _series(answers, "up"):
+        r = row(labels.get("llm_host", labels.get("instance", "?")), labels.get("llm_instance", "?"))
+        r.update({"engine": labels.get("llm_engine") or labels.get("job", "-"), "up": value})
+    for labels, value in _series(answers, "probe_up"):
+        r = row(labels.get("llm_host", "?"), labels.get("endpoint", "?"))
+        r.update({"engine": labels.get("engine", "-"), "up": value, "probed": True})
+    for key, source in (("ttft_p50", "ttft_p50"), ("ttft_p95", "ttft_p95"), ("tokens_per_s", "tokens_per_s"), ("queue", "queue"),
+                        ("kv_cache", "kv_cache")):
+        for labels, value in _series(answers, source):
+            if (labels.get("llm_host"), labels.get("llm_instance")) in rows:
+                rows[(labels["llm_host"], labels["llm_instance"])][key] = value
+    for key, source in (("ttft_p50", "probe_ttft"), ("tokens_per_s", "probe_tokens_per_s")):
+        for labels, value in _series(answers, source):
+            if (labels.get("llm_host"), labels.get("endpoint")) in rows:
+                rows[(labels["llm_host"], labels["endpoint"])][key] = value
+    gpu = dict((labels.get("llm_host"), labels.get("state")) for labels, _value in _series(answers, "gpu_state"))
+    alerts = {}
+    for labels, _value in _series(answers, "alerts"):
+        alerts.setdefault(labels.get("llm_host", "(fleet)"), set()).add(labels.get("alertname", "?"))
+    lines = [STATUS_FORMAT % ("host", "endpoint", "engine", "up", "ttft_p50", "ttft_p95", "tok/s", "queue", "kv", "gpu", "alerts firing")]
+    for (host, name) in sorted(rows):
+        r = rows[(host, name)]
+        up = "-" if r["up"] is None else ("yes" if r["up"] >= 1 else "NO")
+        lines.append(STATUS_FORMAT % (
+            host, name, r["engine"], up, _fmt(r.get("ttft_p50"), 1000, 0, "ms" if not r.get("probed") else "ms*"),
+            _fmt(r.get("ttft_p95"), 1000, 0, "ms"), _fmt(r.get("tokens_per_s"), 1, 1), _fmt(r.get("queue")),
+            _fmt(r.get("kv_cache"), 100, 0, "%"), gpu.get(host, "-"), ", ".join(sorted(alerts.get(host, []))) or "-"))
+    if not rows:
+        lines.append("(Prometheus knows no endpoint: is playbooks/monitoring.yml run, and are the targets up?)")
+    fleet = sorted(alerts.get("(fleet)", []))
+    if fleet:
+        lines.append("fleet-wide alerts firing: " + ", ".join(fleet))
+    lines.append("ms*: the synthetic probe's last TTFT (engines without /metrics); p50/p95 over the last 5 minutes of traffic.")
+    return "\n".join(lines)
+
+
+def monitoring_status_queries(_value=None):
+    """The instant queries of playbooks/status.yml, as [{key, query}]."""
+    return [{"key": k, "query": q} for k, q in STATUS_QUERIES.items()]
+
+
 class FilterModule:
     def filters(self):
-        return {"monitoring_scrape_configs": monitoring_scrape_configs, "monitoring_probe_endpoints": monitoring_probe_endpoints}
+        return {"monitoring_scrape_configs": monitoring_scrape_configs, "monitoring_probe_endpoints": monitoring_probe_endpoints,
+                "monitoring_status_queries": monitoring_status_queries, "monitoring_status_table": monitoring_status_table}

@@ -26,7 +26,7 @@ from ansible.parsing.dataloader import DataLoader  # noqa: E402  pylint: disable
 from ansible.template import Templar, trust_as_template  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.onprem.llm_serving.plugins.filter.bundle import bundle_plan  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.onprem.llm_serving.plugins.filter.monitoring import (  # noqa: E402  pylint: disable=wrong-import-position
-    monitoring_probe_endpoints, monitoring_scrape_configs)
+    monitoring_probe_endpoints, monitoring_scrape_configs, monitoring_status_queries, monitoring_status_table)
 
 SETTINGS = {"node_exporter_port": 9100, "dcgm_exporter": False, "dcgm_exporter_port": 9400, "gateway_metrics": True,
             "prometheus_port": 9090, "alertmanager_port": 9093}
@@ -193,3 +193,51 @@ def test_bundle_has_the_monitoring_packages_of_a_monitored_inventory():
 
 def test_bundle_of_an_inventory_without_monitoring_has_none():
     assert not {"prometheus", "prometheus-alertmanager", "prometheus-node-exporter"} & packages([("tgi", ["llm_hosts", "tgi_servers"])])
+
+
+# ---------------------------------------------------------------------------- playbooks/status.yml's table
+def answer(*series):
+    return {"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": labels, "value": [1700000000.0, str(value)]} for labels, value in series]}}
+
+
+def status_answers(**overrides):
+    answers = dict((q["key"], answer()) for q in monitoring_status_queries())
+    answers.update({
+        "up": answer(({"job": "vllm", "llm_host": "llm-1", "llm_instance": "tiny", "llm_engine": "vllm"}, 1),
+                     ({"job": "tgi", "llm_host": "llm-3", "llm_instance": "big", "llm_engine": "tgi"}, 0)),
+        "probe_up": answer(({"llm_host": "llm-2", "endpoint": "ollama", "engine": "ollama"}, 1)),
+        "ttft_p50": answer(({"llm_host": "llm-1", "llm_instance": "tiny"}, 0.0421)),
+        "ttft_p95": answer(({"llm_host": "llm-1", "llm_instance": "tiny"}, "NaN")),
+        "probe_ttft": answer(({"llm_host": "llm-2", "endpoint": "ollama"}, 0.25)),
+        "tokens_per_s": answer(({"llm_host": "llm-1", "llm_instance": "tiny"}, 312.44)),
+        "kv_cache": answer(({"llm_host": "llm-1", "llm_instance": "tiny"}, 0.5)),
+        "queue": answer(({"llm_host": "llm-1", "llm_instance": "tiny"}, 3)),
+        "gpu_state": answer(({"llm_host": "llm-1", "state": "no_gpu"}, 1), ({"llm_host": "llm-2", "state": "no_gpu"}, 1)),
+        "alerts": answer(({"alertname": "LlmEngineDown", "llm_host": "llm-3"}, 1), ({"alertname": "LlmNoEngineScraped"}, 1)),
+    })
+    answers.update(overrides)
+    return answers
+
+
+def test_status_table_one_line_per_endpoint():
+    lines = monitoring_status_table(status_answers()).splitlines()
+    assert lines[0].split()[:4] == ["host", "endpoint", "engine", "up"]
+    assert lines[1].split() == ["llm-1", "tiny", "vllm", "yes", "42ms", "-", "312.4", "3", "50%", "no_gpu", "-"]
+    assert lines[2].split() == ["llm-2", "ollama", "ollama", "yes", "250ms*", "-", "-", "-", "-", "no_gpu", "-"]
+    assert lines[3].split() == ["llm-3", "big", "tgi", "NO", "-", "-", "-", "-", "-", "-", "LlmEngineDown"]
+    assert lines[4] == "fleet-wide alerts firing: LlmNoEngineScraped"
+
+
+def test_status_table_says_when_prometheus_refused_a_query():
+    with pytest.raises(AnsibleFilterError, match="did not answer the query kv_cache"):
+        monitoring_status_table(status_answers(kv_cache={"status": "error", "error": "parse error"}))
+
+
+def test_status_queries_parse_in_promtool(tmp_path):
+    rules = {"groups": [{"name": "status", "rules": [{"record": "status:" + q["key"], "expr": q["query"]}
+                                                     for q in monitoring_status_queries()]}]}
+    path = tmp_path / "status.rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run([tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "SUCCESS: 11 rules found" in result.stdout, result.stdout + result.stderr
