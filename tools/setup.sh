@@ -10,8 +10,10 @@ PYTHON=${PYTHON:-python3}
 # tcpdump: the air-gap test counts egress attempts; gnupg: the bundle signs its apt repository; haproxy: the gateway
 # role's unit tests check and run its rendered configurations (Debian 12: 2.6, as on the hosts); prometheus: its promtool
 # checks and unit-tests the monitoring role's alert rules and dashboard queries (Debian 12: 2.42, as on the hosts),
-# prometheus-alertmanager: its amtool checks the rendered Alertmanager configuration.
-APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg haproxy prometheus prometheus-alertmanager)
+# prometheus-alertmanager: its amtool checks the rendered Alertmanager configuration; the three also run for real in
+# tests/integration/test_monitoring_lab.py (not as services: the test starts them on ports of its own).
+APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg haproxy prometheus prometheus-alertmanager
+  prometheus-node-exporter)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
