@@ -193,7 +193,7 @@ notes:
   - Write the report on the controller with M(ansible.builtin.copy) and C(content), as C(playbooks/benchmark.yml) does.
   - The client connects straight to O(url); it does not read C(HTTP_PROXY)/C(HTTPS_PROXY)/C(NO_PROXY) or C(~/.netrc).
     C(vllm bench serve) does (its aiohttp session trusts the environment), and looks both up for every request in a thread pool
-    after the request's start time - on a busy 2-core machine 0.5 to 1.5 ms per request, more when many start at once. Its TTFT
+    after the request's start time - 0.6 to 1 ms per request on the lab's busy 2-core machine, more when many start at once. Its TTFT
     and E2EL include that time; this module's do not, so expect its TTFT to be that much lower (visible with a tiny model,
     negligible against the tens of milliseconds of a real prefill). C(tests/bench/fidelity_vs_vllm_bench.py --client-overhead)
     measures both clients against a server of known timing.
