@@ -111,9 +111,9 @@ class _Plan:
         group keeps its own list in the inventory); one name with two sources is refused."""
         known = self.sources.setdefault(var, {})
         if key in known and known[key][0] != path:
+            other_path, other_host = known[key]
             raise AnsibleFilterError("%s: the name %s has two sources in the inventory (%s here, %s on %s); the bundle "
-                                     "maps each name to one source: rename one of them" % (host, key, path, known[key][0],
-                                                                                            known[key][1]))
+                                     "maps each name to one source: rename one of them" % (host, key, path, other_path, other_host))
         known.setdefault(key, (path, host))
 
     def packages(self, release, names):
