@@ -11,9 +11,10 @@ PYTHON=${PYTHON:-python3}
 # role's unit tests check and run its rendered configurations (Debian 12: 2.6, as on the hosts); prometheus: its promtool
 # checks and unit-tests the monitoring role's alert rules and dashboard queries (Debian 12: 2.42, as on the hosts),
 # prometheus-alertmanager: its amtool checks the rendered Alertmanager configuration; the three also run for real in
-# tests/integration/test_monitoring_lab.py (not as services: the test starts them on ports of its own).
+# tests/integration/test_monitoring_lab.py (not as services: the test starts them on ports of its own); chromium: the
+# benchmark report test opens the HTML page headless and screenshots it (tests/unit/plugins/filter/test_benchmark_html_chromium.py).
 APT_PACKAGES=(debootstrap docker.io rsync shellcheck tcpdump gnupg haproxy prometheus prometheus-alertmanager
-  prometheus-node-exporter)
+  prometheus-node-exporter chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

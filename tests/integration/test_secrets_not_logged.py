@@ -150,11 +150,13 @@ def test_benchmark_playbook_with_a_key():
             rc, out = run(play, {"benchmark_report_dir": reports, "benchmark_concurrency": [1], "benchmark_num_prompts": 2,
                                  "benchmark_input_len": 8, "benchmark_output_len": 4},
                           host_vars={"llm_endpoints": [{"name": "bloom", "engine": "tgi", "url": tgi.url, "api_key": CANARY}]})
-            written = os.listdir(reports)
+            written = sorted(os.listdir(reports))
+            pages = [open(os.path.join(reports, name)).read() for name in written]
     assert "Run the sweep" in out and "Show the headline figures" in out, out
     assert rc == 0, out
-    assert len(written) == 1
+    assert [name.rsplit(".", 1)[1] for name in written] == ["html", "json"]  # the run's page beside its one JSON report
     assert_no_secret(out)
+    assert not any(CANARY in page for page in pages)
 
 
 def test_engine_smoke_failing_on_an_endpoint_with_a_key():
