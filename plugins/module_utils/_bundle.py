@@ -114,13 +114,18 @@ def verify_tree(root, manifest=MANIFEST, only=None):
         prefixes = tuple(p.rstrip("/") for p in only)
         entries = {rel: dig for rel, dig in entries.items()
                    if any(rel == p or rel.startswith(p + "/") for p in prefixes)}
+    return entries, verify_entries(root, entries)
+
+
+def verify_entries(root, entries):
+    """The files of ``entries`` ({relative path: sha256}) under ``root`` that are missing or differ, as Mismatch."""
     mismatches = []
     for rel in sorted(entries):
-        full = os.path.join(root, rel)
+        full = os.path.join(root, check_relative(rel))
         actual = sha256_file(full) if os.path.isfile(full) else "missing"
-        if actual != entries[rel]:
-            mismatches.append(Mismatch(full, entries[rel], actual))
-    return entries, mismatches
+        if actual != str(entries[rel]).lower():
+            mismatches.append(Mismatch(full, str(entries[rel]).lower(), actual))
+    return mismatches
 
 
 def mismatch_message(root, mismatches, fix):

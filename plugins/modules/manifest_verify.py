@@ -50,6 +50,15 @@ options:
     description: What the failure message tells the user to do.
     type: str
     default: Rebuild the bundle (ansible-playbook playbooks/bundle.yml) or copy the file again.
+  expected:
+    description:
+      - The files to check, as relative path -> sha256, instead of a manifest file in O(path) (O(manifest) and
+        O(only) are then not used). One call checks them all (the models role checks a revision directory with it).
+    type: dict
+  fail_on_mismatch:
+    description: Fail when a file is missing or differs. V(false) only reports them (RV(mismatches), RV(matched)).
+    type: bool
+    default: true
 """
 
 EXAMPLES = r"""
@@ -58,6 +67,15 @@ EXAMPLES = r"""
     path: /srv/bundle
   delegate_to: localhost
   run_once: true
+
+- name: Which files of a model revision already have their pinned sha256 (one call, no failure)
+  onprem.llm_serving.manifest_verify:
+    path: /srv/llm/models/.revisions/tiny-llama/onprem-demo-1
+    expected:
+      config.json: 4f3c2a...
+      model.safetensors: 9b1d0e...
+    fail_on_mismatch: false
+  register: revision_check
 """
 
 RETURN = r"""
@@ -77,6 +95,12 @@ mismatches:
   type: list
   elements: dict
   sample: [{path: /srv/bundle/apt/debian-12/pool/zstd_1.5.4+dfsg2-5_amd64.deb, expected: 5e0c..., actual: 91ab...}]
+matched:
+  description: The checked files (relative to O(path)) that have their expected sha256.
+  returned: always
+  type: list
+  elements: str
+  sample: [config.json, model.safetensors]
 """
 
 import os
@@ -93,17 +117,25 @@ def main():
             manifest=dict(type="str", default=_bundle.MANIFEST),
             only=dict(type="list", elements="str", default=[]),
             fix=dict(type="str", default="Rebuild the bundle (ansible-playbook playbooks/bundle.yml) or copy the file again."),
+            expected=dict(type="dict"),
+            fail_on_mismatch=dict(type="bool", default=True),
         ),
         supports_check_mode=True,
     )
     root = module.params["path"]
     try:
-        entries, mismatches = _bundle.verify_tree(root, module.params["manifest"], module.params["only"])
+        if module.params["expected"] is not None:
+            entries = {str(rel): str(digest) for rel, digest in module.params["expected"].items()}
+            mismatches = _bundle.verify_entries(root, entries)
+        else:
+            entries, mismatches = _bundle.verify_tree(root, module.params["manifest"], module.params["only"])
     except (_bundle.BundleError, OSError) as exc:
-        module.fail_json(msg="manifest_verify %s: %s" % (root, exc), files=0, bytes=0, mismatches=[])
+        module.fail_json(msg="manifest_verify %s: %s" % (root, exc), files=0, bytes=0, mismatches=[], matched=[])
     size = sum(os.path.getsize(os.path.join(root, rel)) for rel in entries if os.path.isfile(os.path.join(root, rel)))
-    result = dict(changed=False, files=len(entries), bytes=size, mismatches=[m.as_dict() for m in mismatches])
-    if mismatches:
+    bad = {m.path for m in mismatches}
+    result = dict(changed=False, files=len(entries), bytes=size, mismatches=[m.as_dict() for m in mismatches],
+                  matched=sorted(rel for rel in entries if os.path.join(root, rel) not in bad))
+    if mismatches and module.params["fail_on_mismatch"]:
         module.fail_json(msg=_bundle.mismatch_message(root, mismatches, module.params["fix"]), **result)
     module.exit_json(**result)
 

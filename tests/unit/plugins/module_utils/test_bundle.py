@@ -334,3 +334,24 @@ def test_bundle_module_refuses_paths_outside_the_bundle(tmp_path, capsys):
     res = run_module(bundle_module, capsys, {"path": str(tmp_path / "b"),
                                              "artefact": {"src": src, "dest": "../escape", "sha256": sha(b"archive")}})
     assert res["rc"] == 1 and "inside the bundle" in res["msg"]
+
+
+def test_manifest_verify_expected_map_reports_without_failing(tmp_path, capsys):
+    """The models role's use: which files of a revision directory have their pinned sha256, in one call."""
+    root = tmp_path / "rev"
+    write(root / "config.json", b"{}")
+    write(root / "model.safetensors", b"weights")
+    expected = {"config.json": sha(b"{}").upper(), "model.safetensors": sha(b"other weights"), "tokenizer.json": sha(b"t")}
+    res = run_module(manifest_verify, capsys, {"path": str(root), "expected": expected, "fail_on_mismatch": False})
+    assert res["rc"] == 0 and not res.get("failed") and res["changed"] is False
+    assert res["matched"] == ["config.json"] and res["files"] == 3
+    assert {os.path.basename(m["path"]): m["actual"] for m in res["mismatches"]} == {
+        "model.safetensors": sha(b"weights"), "tokenizer.json": "missing"}
+    # the same map fails by default, naming each file; a directory that does not exist yet: every file missing
+    failed = run_module(manifest_verify, capsys, {"path": str(root), "expected": expected})
+    assert failed["rc"] == 1 and "tokenizer.json" in failed["msg"] and sha(b"weights") in failed["msg"]
+    empty = run_module(manifest_verify, capsys, {"path": str(tmp_path / "none"), "expected": expected, "fail_on_mismatch": False})
+    assert empty["matched"] == [] and len(empty["mismatches"]) == 3
+    # a path that leaves the directory is refused, not hashed
+    escape = run_module(manifest_verify, capsys, {"path": str(root), "expected": {"../x": sha(b"x")}, "fail_on_mismatch": False})
+    assert escape["rc"] == 1 and "stay inside" in escape["msg"]
