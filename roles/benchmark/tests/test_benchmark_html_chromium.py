@@ -13,11 +13,11 @@ import subprocess
 
 import pytest
 
+# (test_benchmark_html makes the collection importable)
+from test_benchmark_html import FIXTURE, comparison_of
 from ansible_collections.onprem.llm_serving.plugins.filter.benchmark import FilterModule
 
-from test_benchmark_html import FIXTURE, comparison_of
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 OUTPUT = os.path.join(ROOT, "tests", "output", "benchmark_report")
 WIDTH, HEIGHT = 1400, 4200
 # measures every chart after layout and writes the sizes into the DOM, for --dump-dom (only in the test's copy)

@@ -13,9 +13,13 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.onprem.llm_serving.plugins.filter.benchmark import FilterModule
-from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_benchmark import levels_from, summarize_level
-from ansible_collections.onprem.llm_serving.plugins.plugin_utils import _benchmark_html as bh
+# (with the role tests, in their own process: importing the controller side in tests/unit changes how the modules'
+# tests there collect warnings)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests"))
+import role_templates  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+from ansible_collections.onprem.llm_serving.plugins.filter.benchmark import FilterModule  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_benchmark import levels_from, summarize_level  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.onprem.llm_serving.plugins.plugin_utils import _benchmark_html as bh  # noqa: E402  pylint: disable=wrong-import-position
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURE = os.path.join(HERE, "fixtures", "benchmark_run.json")
@@ -53,7 +57,7 @@ def test_fixture_has_the_modules_level_keys(run):
         assert set(doc) == {"host", "endpoint", "url", "model", "plan", "levels"}
         for lv in doc["levels"]:
             assert set(fresh) <= set(lv), ("the module reports new keys %s: regenerate the fixture with "
-                                           "tests/unit/plugins/filter/benchmark_fixture.py" % sorted(set(fresh) - set(lv)))
+                                           "roles/benchmark/tests/benchmark_fixture.py" % sorted(set(fresh) - set(lv)))
 
 
 def test_page_is_self_contained(run):
@@ -137,13 +141,13 @@ def test_the_collection_loads_without_matplotlib_and_the_filter_names_the_fix(ru
         "import sys, json\n"
         "sys.modules['matplotlib'] = None\n"
         "sys.path.insert(0, %r)\n"
-        "import conftest\n"
+        "import role_templates\n"
         "from ansible_collections.onprem.llm_serving.plugins.filter.benchmark import FilterModule\n"
         "f = FilterModule().filters()['benchmark_report_html']\n"
         "try:\n"
         "    f(json.load(open(%r)))\n"
         "except Exception as exc:\n"
-        "    print(type(exc).__name__, exc)\n" % (os.path.join(HERE, "..", "..", ".."), FIXTURE))
+        "    print(type(exc).__name__, exc)\n" % (os.path.join(HERE, "..", "..", "..", "tests"), FIXTURE))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     # AnsibleFilterError (ansible-core 2.19 names it AnsibleTemplatePluginError, its subclass)
     assert re.match(r"Ansible\w*Error benchmark HTML report: matplotlib is not installed for the controller's Python", out), out

@@ -3,7 +3,7 @@
 The records are synthetic (a seeded model of a small CPU engine: TTFT and ITL grow with the requests in flight), but
 every figure of a level comes from _llm_benchmark's summarize_level and vllm_report, exactly as the module computes
 them, and each document has the keys roles/benchmark/tasks/report.yml writes. Regenerate with
-`.venv/bin/python tests/unit/plugins/filter/benchmark_fixture.py` after the report's shape changes.
+`.venv/bin/python roles/benchmark/tests/benchmark_fixture.py` after the report's shape changes.
 """
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import random
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", ".."))
-import conftest  # noqa: E402,F401  (makes the collection importable)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "tests"))
+# role_templates makes the collection importable (its finder)
+import role_templates  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_benchmark import (  # noqa: E402
     levels_from, new_record, summarize_level, vllm_report)
@@ -35,7 +36,7 @@ def records(rng, n, conc, ttft_ms, itl_ms, out_len, fail_every=0, error=""):
         else:
             r["success"] = True
             r["ttft"] = rng.gauss(ttft_ms, ttft_ms * 0.15) / 1000.0
-            r["itl"] = [max(0.001, rng.gauss(itl_ms, itl_ms * 0.2)) / 1000.0 for _ in range(out_len - 1)]
+            r["itl"] = [max(0.001, rng.gauss(itl_ms, itl_ms * 0.2)) / 1000.0 for _token in range(out_len - 1)]
             r["latency"] = r["ttft"] + sum(r["itl"])
             r["output_tokens"] = out_len
             r["generated_chars"] = out_len * 4
