@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ansible.errors import AnsibleFilterError
 
 WILDCARDS = ("0.0.0.0", "::", "[::]", "")
@@ -145,7 +147,7 @@ def _series(answers, key):
 
 
 def _fmt(value, scale=1.0, digits=0, suffix=""):
-    if value is None or value != value:  # None or NaN (a quantile without traffic)
+    if value is None or math.isnan(value):  # None or NaN (a quantile without traffic)
         return "-"
     return ("%." + str(digits) + "f%s") % (value * scale, suffix)
 

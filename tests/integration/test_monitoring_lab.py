@@ -193,7 +193,7 @@ def query(stack, expr):
 def chat(url, n):
     body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16, "ignore_eos": True,
                        "stream": True}).encode()
-    for _ in range(n):
+    for _request in range(n):
         req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as resp:
             resp.read()

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright: (c) 2026, onprem.llm_serving contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -49,7 +48,7 @@ def main():
     for item in spec.get("generate", []):
         status, _headers, payload = call(port, "POST", item["path"], spec["key"], body=item["body"])
         out["generate"].append({"path": item["path"], "status": status, "body": payload.decode("utf-8", "replace")[-20000:]})
-    for _ in range(int(spec["tight_limit"]) + 1):
+    for _attempt in range(int(spec["tight_limit"]) + 1):
         status, headers, _payload = call(port, "GET", spec["rate_path"], spec["tight_key"])
         out["rate"].append(status)
         if status == 429:
