@@ -77,7 +77,7 @@ def test_one_chart_per_metric_with_a_panel_per_endpoint(run):
     for doc in run:  # each endpoint is named in the panels' titles (text drawn as paths) and in the figures' tables
         assert "<h3>%s / %s</h3>" % (doc["host"], doc["endpoint"]) in page
     # percentile lines: the percentiles the run measured, p50 first
-    assert [label for label, _ in bh.percentile_keys(run[0]["levels"], "ttft")] == ["p50", "p90", "p95", "p99"]
+    assert [label for label, _key in bh.percentile_keys(run[0]["levels"], "ttft")] == ["p50", "p90", "p95", "p99"]
 
 
 def test_failed_requests_are_called_out_first(run):

@@ -66,10 +66,10 @@ def test_report_renders_in_headless_chromium():
     sizes = re.search(r'<pre id="sizes">([^<]*)</pre>', dom)
     assert sizes, dom[-2000:]
     found = [re.match(r"(\w+):(\d+)x(\d+)@(\d+)$", s).groups() for s in sizes.group(1).split()]
-    assert [m for m, _, _, _ in found] == ["ttft", "itl", "e2el", "output_throughput", "goodput", "failed", "ab_ttft"]
+    assert [f[0] for f in found] == ["ttft", "itl", "e2el", "output_throughput", "goodput", "failed", "ab_ttft"]
     for metric, w, h, top in found:
         assert int(w) >= 400 and int(h) >= 200, (metric, w, h)
-    tops = [int(t) for _, _, _, t in found]
+    tops = [int(f[3]) for f in found]
     assert tops == sorted(tops) and tops[-1] < HEIGHT, tops
 
     # the screenshot: not blank, and the charts' own colours are drawn inside the charts' boxes
