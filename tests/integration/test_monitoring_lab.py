@@ -216,8 +216,8 @@ def lab_vllm_up(stack):
 
 
 def test_every_dashboard_query_returns_data_after_traffic(stack):
-    if not lab_vllm_up(stack):
-        pytest.skip("the lab's vLLM (llm-lab-1:8000) does not answer: make lab")
+    # (tests/integration/conftest.py runs this file after test_readme_commands.py's `make lab`)
+    assert lab_vllm_up(stack), "the lab's vLLM (llm-lab-1:8000) does not answer: make lab"
     wait_for("first scrape of the lab's vLLM", lambda: query(stack, 'up{job="vllm", llm_host="llm-lab-1"} == 1'), 30)
     start = time.monotonic()
     chat("http://%s:8000" % stack["vllm"], 6)
