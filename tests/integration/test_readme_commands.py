@@ -208,11 +208,20 @@ def test_benchmark_command(converged):
     proc = sh(BENCH + " -e '%s'" % json.dumps(extra))
     assert proc.returncode == 0, proc.stdout[-6000:]
     new = sorted(set(os.listdir(reports)) - before)
-    assert any(n.startswith("llm-lab-1-tiny-") for n in new) and any(n.startswith("llm-lab-2-ollama-") for n in new), new
-    for name in new:
-        doc = json.load(open(os.path.join(reports, name)))
+    reports_json = [n for n in new if n.endswith(".json")]
+    assert any(n.startswith("llm-lab-1-tiny-") for n in reports_json) and any(n.startswith("llm-lab-2-ollama-") for n in reports_json), new
+    for name in reports_json:
+        with open(os.path.join(reports, name)) as handle:
+            doc = json.load(handle)
         assert [lv["max_concurrency"] for lv in doc["levels"]] == [1, 4]
         assert all(lv["completed"] == 8 and lv["failed"] == 0 for lv in doc["levels"]), name
+    # the README: one HTML page beside them, benchmark-<stamp>.html, naming both endpoints
+    pages = [n for n in new if n.endswith(".html")]
+    assert len(pages) == 1 and pages[0].startswith("benchmark-") and set(new) == set(reports_json + pages), new
+    with open(os.path.join(reports, pages[0])) as handle:
+        page = handle.read()
+    assert "llm-lab-1" in page and "llm-lab-2" in page and "<svg" in page, page[:2000]
+    for name in new:
         os.remove(os.path.join(reports, name))
 
 
