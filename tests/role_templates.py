@@ -4,8 +4,11 @@
 """Render a role's templates with Ansible's own templar, without a host (shared by roles/*/tests)."""
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import subprocess
+import sys
 
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
@@ -53,3 +56,15 @@ def exec_start(unit):
     joined = unit.replace("\\\n", " ")
     line = [ln for ln in joined.splitlines() if ln.startswith("ExecStart=")][0]
     return shlex.split(line[len("ExecStart="):])
+
+
+def run_role(tmp_path, role, tags, extra_vars, verbosity=None, timeout=300):
+    """ansible-playbook with one role of the collection against localhost (connection local, no become), the extra vars
+    from a JSON file, only the given tags; returns the CompletedProcess (the role tests' preflight runs)."""
+    (tmp_path / "play.yml").write_text("- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: onprem.llm_serving.%s\n" % role)
+    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false")
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook")] + ([verbosity] if verbosity else [])
+                          + ["-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"),
+                             "--tags", tags],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -307,12 +307,7 @@ def _bind(address, port):
     address = str(address).strip("[]")
     if address in ("", "::"):
         return ":::%d v4v6" % port
-    try:
-        if ipaddress.ip_address(address).version == 6:
-            return "ipv6@%s:%d" % (address, port)
-    except ValueError:
-        pass
-    return "%s:%d" % (address, port)
+    return server_address(address, port)
 
 
 def _json_string(message):

@@ -94,23 +94,12 @@ def test_a_filter_error_names_the_host_and_the_variable():
         gateway_secrets([], [{"name": "alice", "key": KEY}], {"all": ["gw"]}, {"gw": {"endpoints": ENDPOINTS}}, "gw")
 
 
-PLAYBOOK = """
-- hosts: localhost
-  gather_facts: false
-  roles:
-    - role: onprem.llm_serving.gateway
-"""
 GOOD = {"gateway_frontends": DOORS, "gateway_api_keys": [{"name": "alice", "key": KEY}], "gateway_tls_self_signed": True,
         "llm_endpoints": ENDPOINTS}
 
 
 def run_preflight(tmp_path, **extra_vars):
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
-    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false")
-    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-vvv", "-i", "localhost,", "-c", "local",
-                           str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"), "--tags", "gateway_preflight"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return role_templates.run_role(tmp_path, "gateway", "gateway_preflight", extra_vars, verbosity="-vvv")
 
 
 @pytest.mark.parametrize("change, expect", [

@@ -10,9 +10,7 @@ Run: .venv/bin/pytest roles/ollama/tests/
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -23,7 +21,7 @@ from ansible.template import Templar, trust_as_template
 ROLE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(os.path.dirname(ROLE))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from role_templates import role_vars  # noqa: E402  pylint: disable=wrong-import-position
+from role_templates import role_vars, run_role as run_role_tags  # noqa: E402  pylint: disable=wrong-import-position
 
 INSTANCE = {"name": "ollama", "unit": "ollama", "port": 11434, "bind_address": "127.0.0.1", "models_dir": "/var/lib/ollama/models"}
 
@@ -63,27 +61,14 @@ def test_unit_caps_and_switches():
     assert not any(x.startswith(("SystemCallFilter=", "ProtectProc=", "RemoveIPC=", "ProtectSystem=")) for x in d)
 
 
-PLAYBOOK = """
-- hosts: localhost
-  gather_facts: false
-  roles:
-    - role: onprem.llm_serving.ollama
-"""
-
-
 def run_role(tmp_path, **extra_vars):
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
     (tmp_path / "ollama-linux-amd64.tgz").write_bytes(b"")  # the preflight only looks for it on the controller
     base = {"ansible_python_interpreter": sys.executable, "ollama_version": "0.5.4", "ollama_archive_src": str(tmp_path / "ollama-linux-amd64.tgz"),
             "ollama_archive_sha256": "0" * 64,
             # the platform check reads these facts; the test machine's PID 1 is not systemd
             "ansible_facts": {"system": "Linux", "service_mgr": "systemd", "architecture": "x86_64"}}
     base.update(extra_vars)
-    (tmp_path / "vars.json").write_text(json.dumps(base))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false")
-    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"), "--tags", "ollama_preflight"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    return run_role_tags(tmp_path, "ollama", "ollama_preflight", base, timeout=120)
 
 
 @pytest.mark.parametrize("extra, expect", [

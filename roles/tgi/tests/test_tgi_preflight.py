@@ -9,30 +9,19 @@ Run: .venv/bin/pytest roles/tgi/tests/
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-PLAYBOOK = """
-- hosts: localhost
-  gather_facts: false
-  roles:
-    - role: onprem.llm_serving.tgi
-"""
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from role_templates import run_role as run_role_tags  # noqa: E402  pylint: disable=wrong-import-position
 GOOD = {"name": "bloom", "model_id": "/srv/llm/models/bloom", "api_key": "do-not-print-me"}
 
 
 def run_role(tmp_path, **extra_vars):
-    (tmp_path / "play.yml").write_text(PLAYBOOK)
-    (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false")
-    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-v", "-i", "localhost,", "-c", "local",
-                           str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"), "--tags", "tgi_preflight"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return run_role_tags(tmp_path, "tgi", "tgi_preflight", extra_vars, verbosity="-v")
 
 
 @pytest.mark.parametrize("extra, expect", [
