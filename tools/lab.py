@@ -14,7 +14,14 @@ a tarball. Everything lives under one git-ignored directory (.lab/ by default, L
     tools/lab.py env                         shell exports (DOCKER_HOST) for docker / molecule
     tools/lab.py image                       only make sure the image is imported
     tools/lab.py run-site [ansible args]     build the lab artefacts and the bundle (playbooks/bundle.yml), then
-                                             run site.yml from the bundle (-e @.cache/bundle/vars.yml)
+                                             run site.yml from the bundle (-e @.cache/bundle/vars.yml); last, print
+                                             how to call the gateway's doors (curl, openai and ollama clients)
+    tools/lab.py key                         print the lab's gateway API key (from the lab's vault)
+    tools/lab.py doors                       print the doors again (curl lines and client snippets)
+
+THE FRONT DOOR: the engines listen on loopback; each host's gateway (roles/gateway) serves them over TLS with a key.
+The key lives in the lab's vault: .lab/vault/gateway-api-key.vault, encrypted with ansible-vault under the password in
+.lab/vault-password (ansible.cfg reads it through tools/lab-vault-password). Ansible never prints it; `key` does.
 
 AIR GAP (the default): the hosts sit on an --internal Docker network (lab-airgap): its gateway, the controller,
 drops every packet not addressed to the lab subnet, so nothing leaves it; the controller reaches the hosts on the
@@ -33,7 +40,10 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
+import shlex
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -430,6 +440,118 @@ def status() -> None:
 BUNDLE_VARS = os.path.join(ROOT, ".cache", "bundle", "vars.yml")
 
 
+VAULT_PASSWORD = os.path.join(LAB_DIR, "vault-password")
+GATEWAY_KEY_VAULT = os.path.join(LAB_DIR, "vault", "gateway-api-key.vault")
+TLS_DIR = os.path.join(LAB_DIR, "tls")
+DOORS_FILE = "/etc/haproxy/onprem-gateway-doors.json"
+
+
+def ansible_vault(*args: str, data: str | None = None) -> subprocess.CompletedProcess:
+    exe = os.path.join(ROOT, ".venv", "bin", "ansible-vault")
+    env = dict(os.environ, ANSIBLE_VAULT_PASSWORD_FILE=VAULT_PASSWORD, LAB_DIR=LAB_DIR)
+    return subprocess.run([exe if os.path.exists(exe) else "ansible-vault", *args], input=data, cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False)
+
+
+def write_private(path: str, text: str) -> None:
+    """Write a root-only file under a staging name, then rename it into place."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".staging-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def ensure_vault() -> None:
+    """The lab's vault: a random password, and the gateway's API key (48 letters and digits) encrypted with it.
+    Made once and kept (re-runs change nothing); the encrypted file is decrypted once before it replaces any file."""
+    if not os.path.exists(VAULT_PASSWORD):
+        write_private(VAULT_PASSWORD, secrets.token_urlsafe(32) + "\n")
+    if os.path.exists(GATEWAY_KEY_VAULT):
+        return
+    key = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(48))
+    staging = GATEWAY_KEY_VAULT + ".staging"
+    os.makedirs(os.path.dirname(GATEWAY_KEY_VAULT), mode=0o700, exist_ok=True)
+    enc = ansible_vault("encrypt", "--output", staging, "-", data=key)
+    if enc.returncode != 0 or gateway_key(staging) != key:
+        if os.path.exists(staging):
+            os.unlink(staging)
+        raise LabError(f"could not write the lab vault ({GATEWAY_KEY_VAULT}): ansible-vault said {enc.stderr.strip()[-300:]}")
+    os.chmod(staging, 0o600)
+    os.replace(staging, GATEWAY_KEY_VAULT)
+    log(f"lab vault: made the gateway's API key in {os.path.relpath(GATEWAY_KEY_VAULT, ROOT)}")
+
+
+def gateway_key(path: str = GATEWAY_KEY_VAULT) -> str:
+    if not os.path.exists(path):
+        raise LabError(f"no lab vault at {path}: run `tools/lab.py up` (or make lab) first")
+    out = ansible_vault("view", path)
+    if out.returncode != 0:
+        raise LabError(f"ansible-vault cannot open {path} with {VAULT_PASSWORD}: {out.stderr.strip()[-300:]}")
+    return out.stdout.strip()
+
+
+def lab_doors() -> list:
+    """Each running lab host's doors (the gateway role's description file), its address and its certificate, copied to
+    .lab/tls/<host>.crt (the public certificate only: the key stays on the host)."""
+    doors = []
+    for name, state in running_hosts():
+        if state != "running":
+            continue
+        found = docker("exec", name, "cat", DOORS_FILE, check=False)
+        if found.returncode != 0:
+            continue
+        cert = docker("exec", name, "openssl", "x509", "-in", "/etc/haproxy/onprem-gateway/tls.pem", check=False)
+        path = os.path.join(TLS_DIR, f"{name}.crt")
+        if cert.returncode == 0 and "BEGIN CERTIFICATE" in cert.stdout:
+            os.makedirs(TLS_DIR, exist_ok=True)
+            with open(path + ".staging", "w") as f:
+                f.write(cert.stdout)
+            os.replace(path + ".staging", path)
+        address = host_address(name)
+        for door in json.loads(found.stdout)["doors"]:
+            doors.append(dict(door, host=name, address=address, cacert=os.path.relpath(path, ROOT) if os.path.exists(path) else None))
+    return doors
+
+
+def door_lines(doors: list) -> str:
+    """curl lines and client snippets for the doors; the key is read from $API_KEY (`tools/lab.py key` prints it)."""
+    lines = [
+        "The lab's doors (TLS; each checks the API key; the engines themselves listen on loopback only).",
+        f"The key is in the lab's vault ({os.path.relpath(GATEWAY_KEY_VAULT, ROOT)}); put it in your shell with:",
+        "    export API_KEY=$(tools/lab.py key)",
+    ]
+    for door in doors:
+        url = f"https://{door['address']}:{door['port']}"
+        cacert = shlex.quote(door["cacert"]) if door["cacert"] else None
+        verify = f"--cacert {cacert} " if cacert else "-k "
+        model = door.get("model") or ""
+        lines.append(f"{door['host']} door {door['name']} ({door['engine']} {model}): {url}")
+        if door["engine"] == "ollama":
+            body = json.dumps({"model": model, "prompt": "Hello", "stream": False})
+            lines.append(f"    curl -s {verify}{url}/api/generate -H \"Authorization: Bearer $API_KEY\" -d {shlex.quote(body)}")
+            lines.append(f"    python3 -c 'import os, ollama; c = ollama.Client(host=\"{url}\", verify=\"{door['cacert']}\", "
+                         f"headers={{\"Authorization\": \"Bearer \" + os.environ[\"API_KEY\"]}}); "
+                         f"print(c.generate(model=\"{model}\", prompt=\"Hello\").response)'")
+        else:
+            body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16})
+            lines.append(f"    curl -s {verify}{url}/v1/chat/completions -H \"Authorization: Bearer $API_KEY\" "
+                         f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
+            lines.append(f"    python3 -c 'import os, httpx, openai; c = openai.OpenAI(base_url=\"{url}/v1\", api_key=os.environ[\"API_KEY\"], "
+                         f"http_client=httpx.Client(verify=\"{door['cacert']}\")); "
+                         f"print(c.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}], "
+                         f"max_tokens=16).choices[0].message.content)'")
+    if not doors:
+        lines.append("(no door answered: is the lab converged? make lab)")
+    return "\n".join(lines)
+
+
 def run_site(extra: list) -> int:
     """The air-gapped workflow of the README, on the lab: artefacts -> bundle -> site.yml from the bundle."""
     venv_bin = os.path.join(ROOT, ".venv", "bin")
@@ -449,7 +571,10 @@ def run_site(extra: list) -> int:
         return rc
     cmd = [os.path.join(venv_bin, "ansible-playbook"), "site.yml", "-e", "@" + os.path.relpath(BUNDLE_VARS, ROOT), *extra]
     log(" ".join(cmd))
-    return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+    rc = subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
+    if rc == 0:
+        print(door_lines(lab_doors()), flush=True)
+    return rc
 
 
 def main(argv: list | None = None) -> int:
@@ -466,6 +591,8 @@ def main(argv: list | None = None) -> int:
     sub.add_parser("env")
     sub.add_parser("image")
     sub.add_parser("options", help="print the docker run options as JSON")
+    sub.add_parser("key", help="print the lab's gateway API key (from the lab's vault)")
+    sub.add_parser("doors", help="print how to call the lab's gateway doors")
     p_site = sub.add_parser("run-site")
     p_site.add_argument("extra", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -476,6 +603,7 @@ def main(argv: list | None = None) -> int:
             if not args.prefix.replace("-", "").isalnum():
                 raise LabError(f"--prefix {args.prefix!r}: use letters, digits and dashes")
             up(args.hosts, not args.online, args.prefix)
+            ensure_vault()
         elif args.cmd == "down":
             down()
         elif args.cmd == "status":
@@ -487,7 +615,12 @@ def main(argv: list | None = None) -> int:
         elif args.cmd == "options":
             print(json.dumps(container_options()))
         elif args.cmd == "run-site":
+            ensure_vault()
             return run_site(args.extra)
+        elif args.cmd == "key":
+            print(gateway_key())
+        elif args.cmd == "doors":
+            print(door_lines(lab_doors()))
     except LabError as exc:
         print(f"lab: ERROR: {exc}", file=sys.stderr)
         return 1

@@ -5,13 +5,14 @@
 
 - gateway_config: the HAProxy configuration, the rate-limit map and a summary of each door (no secret in them)
 - gateway_secrets: the two maps that hold secrets (API key -> name, backend -> engine key); use them with no_log
+- gateway_curl_lines: a curl line per door, the key read from $API_KEY
 """
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.onprem.llm_serving.plugins.module_utils._gateway import GatewayError, build
+from ansible_collections.onprem.llm_serving.plugins.module_utils._gateway import GatewayError, build, curl_lines
 
 
 def _build(frontends, keys, groups, serving, gateway_host, settings):
@@ -33,6 +34,12 @@ def gateway_secrets(frontends, keys, groups, serving, gateway_host, settings=Non
     return {"keys_map": plan["keys_map"], "upstream_map": plan["upstream_map"]}
 
 
+def gateway_curl_lines(doors, host, self_signed=False):
+    """A curl line per door (the doors of gateway_config) through ``host``; -k when the certificate is self-signed."""
+    return curl_lines(doors, host, self_signed)
+
+
 class FilterModule:
     def filters(self):
-        return {"gateway_config": gateway_config, "gateway_secrets": gateway_secrets}
+        return {"gateway_config": gateway_config, "gateway_secrets": gateway_secrets,
+                "gateway_curl_lines": gateway_curl_lines}

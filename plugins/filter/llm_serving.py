@@ -154,7 +154,7 @@ def curl_lines(results_by_host, curl_hosts=None):
                 url = re.sub(r"^(https?://)(127\.0\.0\.1|localhost|\[::1\])", r"\g<1>" + str(curl_hosts[host]), url)
             loopback = re.search(r"//(127\.0\.0\.1|localhost|\[::1\])", url) is not None
             where = "on %s: " % host if loopback else ""
-            auth = " -H 'Authorization: Bearer $API_KEY'" if e.get("api_key") else ""
+            auth = " -H \"Authorization: Bearer $API_KEY\"" if e.get("api_key") else ""
             model = r.get("model") or e.get("model") or ""
             engine = e.get("engine", "")
             if engine == "ollama":

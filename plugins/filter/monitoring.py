@@ -5,7 +5,8 @@
 
 - monitoring_scrape_configs: Prometheus' scrape_configs from the endpoints the engine roles published (llm_endpoints,
   the contract of roles/smoke), the serving hosts' node_exporter, the gateways' HAProxy exporter and, when enabled,
-  dcgm-exporter on the GPU hosts. Everything is scraped on the private side: an engine's own port, never a gateway door.
+  dcgm-exporter on the GPU hosts. Everything is scraped on the private side: an engine's own port, or, for an engine on
+  loopback beside a gateway, the gateway's metrics listener (/engines/<host>-<instance>/metrics); never a gateway door.
 - monitoring_probe_endpoints: the endpoints of one host the textfile probe generates on (by engine).
 - monitoring_status_queries, monitoring_status_table: the instant queries playbooks/status.yml sends to Prometheus, and
   ONE table of the fleet from their answers.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import math
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.onprem.llm_serving.plugins.module_utils._gateway import engine_metrics_path
 
 WILDCARDS = ("0.0.0.0", "::", "[::]", "")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -70,16 +72,28 @@ def monitoring_scrape_configs(serving, gateways, monitor, settings):
             if endpoint.get("port") is None:
                 raise AnsibleFilterError("monitoring: endpoint %s of %s has no port in llm_endpoints; the engine roles "
                                          "publish it (the contract's port)" % (endpoint.get("name"), host))
-            reach = _reach(endpoint.get("host"), host, address, monitor, "%s_bind_address (or bind_address of the instance)" % engine)
+            bind = "" if endpoint.get("host") is None else str(endpoint.get("host"))
+            relay = (gateways or {}).get(host) or {}
+            metrics_path, port = endpoint["metrics_path"], endpoint["port"]
+            if host != monitor and (bind in LOOPBACK or bind.startswith("127.")) and int(relay.get("metrics_port") or 0):
+                # on loopback behind the gateway of its own host: scraped through the gateway's metrics listener
+                reach = _reach(relay.get("metrics_address"), host, relay.get("address") or address, monitor,
+                               "gateway_metrics_address (the gateway on %s relays the /metrics of its loopback engines)" % host)
+                metrics_path = engine_metrics_path(host, endpoint.get("instance") or endpoint.get("name"))
+                port = int(relay["metrics_port"])
+            else:
+                reach = _reach(bind, host, address, monitor,
+                               "%s_bind_address (or bind_address of the instance), or put the gateway on %s (gateway_hosts): "
+                               "its metrics listener relays the /metrics of the engines beside it" % (engine, host))
             labels = {"llm_host": host, "llm_instance": str(endpoint.get("instance") or endpoint.get("name")),
                       "llm_engine": engine}
             if endpoint.get("unit"):
                 labels["llm_unit"] = str(endpoint["unit"])
             if endpoint.get("model"):
                 labels["llm_model"] = str(endpoint["model"])
-            if endpoint["metrics_path"] != "/metrics":
-                labels["__metrics_path__"] = str(endpoint["metrics_path"])
-            jobs[engine].append({"targets": [_hostport(reach, endpoint["port"])], "labels": labels})
+            if metrics_path != "/metrics":
+                labels["__metrics_path__"] = str(metrics_path)
+            jobs[engine].append({"targets": [_hostport(reach, port)], "labels": labels})
         node = _reach(facts.get("node_exporter_address"), host, address, monitor, "monitoring_node_exporter_address")
         jobs["node"].append({"targets": [_hostport(node, settings["node_exporter_port"])], "labels": {"llm_host": host}})
         if settings.get("dcgm_exporter") and facts.get("gpu"):

@@ -26,7 +26,9 @@ that fixes them, never a key's value.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
+import shlex
 
 # The routes a front door forwards, per engine (issue 11; OPERATIONS.md "Who checks the API key").
 # vLLM 0.32's own --api-key guards only /v1, /v2, /inference and /cohere; /invocations, /tokenize, /metrics, /load, ...
@@ -169,6 +171,20 @@ def check_keys(keys, min_length=32):
     return out
 
 
+def server_name(host, instance):
+    """HAProxy's name of one replica: <host>-<instance> (the runtime API's be_<door>/<name>)."""
+    return SERVER_NAME_BAD.sub("_", "%s-%s" % (host, instance))
+
+
+def engine_metrics_path(host, instance):
+    """Where the gateway's metrics listener relays the /metrics of an engine it reaches on loopback."""
+    return "/engines/%s/metrics" % server_name(host, instance)
+
+
+# engines whose /metrics the metrics listener relays when they listen on loopback beside the gateway
+METRICS_ENGINES = ("vllm", "tgi")
+
+
 def _is_loopback(address):
     if address == "localhost":
         return True
@@ -274,7 +290,7 @@ def servers_of(frontend, groups, serving, gateway_host):
             else:
                 address = bind
             address = address.strip("[]")
-            name = SERVER_NAME_BAD.sub("_", "%s-%s" % (host, instance))
+            name = server_name(host, instance)
             servers.append({"name": name, "host": host, "instance": instance, "address": address, "port": port,
                             "model": endpoint.get("model"), "health_path": endpoint.get("health_path") or HEALTH[frontend["engine"]]})
             models.add(endpoint.get("model"))
@@ -422,8 +438,26 @@ def render(frontends, settings):
             "    bind %s" % _bind(s["metrics_address"], s["metrics_port"]),
             "    no log",
             "    http-request use-service prometheus-exporter if { path /metrics }",
-            "    http-request return status 404",
         ]
+        # an engine on loopback beside the gateway cannot be scraped from the monitoring host: its /metrics is relayed
+        # here, at /engines/<host>-<instance>/metrics (vLLM's and TGI's /metrics are refused at the doors)
+        relayed = {}
+        for frontend, servers, _key in frontends:
+            if frontend["engine"] in METRICS_ENGINES:
+                for server in servers:
+                    if _is_loopback(server["address"]):
+                        relayed.setdefault(server["name"], server)
+        if relayed:
+            lines.append("    acl gw_engine_metrics path %s" % " ".join(
+                engine_metrics_path(s["host"], s["instance"]) for s in relayed.values()))
+            lines.append("    http-request return status 404 unless gw_engine_metrics")
+            for name, server in relayed.items():
+                lines.append("    use_backend mx_%s if { path %s }" % (name, engine_metrics_path(server["host"], server["instance"])))
+            for name, server in relayed.items():
+                lines += ["", "backend mx_%s" % name, "    http-request set-path /metrics",
+                          "    server %s %s" % (name, server_address(server["address"], server["port"]))]
+        else:
+            lines.append("    http-request return status 404")
     for frontend, servers, upstream_key in frontends:
         lines.append("")
         lines += _frontend_lines(frontend, s)
@@ -475,3 +509,34 @@ def build(frontends, keys, groups, serving, gateway_host, settings=None):
                    "servers": [{k: v for k, v in server.items() if k != "health_path"} for server in servers]}
                   for f, servers, key in doors],
     }
+
+
+def door_requests(door, host, cacert=None):
+    """What a client sends to one door: {url, path, body} of a short generation, and a curl line for it.
+
+    The key is never in it: the line reads $API_KEY (double quotes, so the shell expands it). ``cacert``: a
+    certificate file the client verifies the door with; True: do not verify (-k, a self-signed lab certificate)."""
+    address = str(host)
+    if ":" in address and not address.startswith("["):
+        address = "[%s]" % address
+    url = "https://%s:%s" % (address, door["port"])
+    model = door.get("model") or ""
+    if door["engine"] == "ollama":
+        path, body = "/api/generate", {"model": model, "prompt": "Hello", "stream": False}
+    else:
+        path, body = "/v1/chat/completions", {"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16}
+    tls = " -k" if cacert is True else (" --cacert %s" % shlex.quote(str(cacert)) if cacert else "")
+    curl = "curl -s%s %s%s -H \"Authorization: Bearer $API_KEY\" -H 'Content-Type: application/json' -d %s" % (
+        tls, url, path, shlex.quote(json.dumps(body, separators=(", ", ": "))))
+    return {"url": url, "path": path, "body": body, "curl": curl}
+
+
+def curl_lines(doors, host, self_signed=False):
+    """Two lines per door: what it fronts, and a curl line through it with the key from $API_KEY."""
+    lines = []
+    for door in doors or []:
+        req = door_requests(door, host, True if self_signed else None)
+        lines.append("door %s (%s %s, %d replica(s)) %s" % (door["name"], door["engine"], door.get("model") or "",
+                                                           len(door.get("servers") or []), req["url"]))
+        lines.append("    " + req["curl"])
+    return "\n".join(lines) if lines else "(no doors)"

@@ -5,8 +5,9 @@
 which brings up fresh lab hosts and runs `make lab` on them (before it, the lab hosts of `make test` have no engine)."""
 from __future__ import annotations
 
-# test files that need the lab converged by test_readme_commands.py (vLLM on llm-lab-1:8000, Ollama on llm-lab-2:11434)
-AFTER_MAKE_LAB = ("test_monitoring_lab.py",)
+# test files that need the lab converged by test_readme_commands.py (vLLM on llm-lab-1, Ollama on llm-lab-2, behind the
+# hosts' gateways)
+AFTER_MAKE_LAB = ("test_gateway_lab.py", "test_monitoring_lab.py")
 
 
 def pytest_collection_modifyitems(session, config, items):  # pylint: disable=unused-argument

@@ -12,7 +12,9 @@ node_exporter 1.5 (run here on the controller, ports of their own, nothing insta
   GPU), which are listed with the reason;
 - a vLLM target that does not answer fires LlmEngineDown in Alertmanager, and the alert resolves once it answers.
 
-Needs the lab (tools/lab.py up, make lab: llm-lab-1 serving vLLM on 8000, llm-lab-2 Ollama on 11434); skipped without it.
+Needs the lab (tools/lab.py up, make lab: llm-lab-1 serving vLLM, llm-lab-2 Ollama, each on loopback behind its host's
+gateway); skipped without it. The probe calls Ollama through its door with the lab's key; Prometheus scrapes the vLLM
+through the gateway's metrics listener (/engines/llm-lab-1-tiny/metrics on 8405), as a monitoring host would.
 Numbers (time to fire, to resolve, Prometheus' memory) are printed: run with -s to see them.
 """
 from __future__ import annotations
@@ -38,6 +40,8 @@ SOCK = os.path.join(ROOT, ".lab", "docker", "docker.sock")
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROLE, "tests"))
 import role_templates  # noqa: E402  pylint: disable=wrong-import-position
+sys.path.insert(0, HERE)
+import lab_doors  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.parsing.dataloader import DataLoader  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.template import Templar, trust_as_template  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.onprem.llm_serving.plugins.filter.monitoring import monitoring_scrape_configs  # noqa: E402  pylint: disable=wrong-import-position
@@ -48,7 +52,7 @@ pytestmark = pytest.mark.skipif(not os.path.exists(SOCK), reason="lab dockerd no
 BINARIES = {"prometheus": "/usr/bin/prometheus", "alertmanager": "/usr/bin/prometheus-alertmanager",
             "node_exporter": "/usr/bin/prometheus-node-exporter"}
 # Sources the lab does not have: their queries may come back empty.
-NOT_IN_THE_LAB = {"tgi_": "no TGI instance in the lab", "haproxy_": "no gateway in the lab", "DCGM_": "no dcgm-exporter (no GPU)",
+NOT_IN_THE_LAB = {"tgi_": "no TGI instance in the lab", "DCGM_": "no dcgm-exporter (no GPU)",
                   "onprem_gpu_temperature": "no GPU", "onprem_gpu_slowdown": "no GPU", "onprem_gpu_ecc": "no GPU",
                   "onprem_gpu_remapped": "no GPU", "onprem_gpu_retired": "no GPU", "onprem_gpu_xid": "no GPU", "onprem_gpu_pcie": "no GPU",
                   "onprem_gpu_check_failed": "no GPU", "onprem_gpu_clock_event_reason": "no GPU"}
@@ -116,13 +120,15 @@ def stack():
         assert os.access(path, os.X_OK), "%s is missing: tools/setup.sh installs Debian's prometheus, prometheus-alertmanager " \
                                          "and prometheus-node-exporter" % name
     vllm, ollama = lab_address("llm-lab-1"), lab_address("llm-lab-2")
+    doors, api_key = lab_doors.doors(), lab_doors.key()
     work = tempfile.mkdtemp(prefix="monitoring-lab-")
     textfile = os.path.join(work, "textfile")
     os.makedirs(os.path.join(work, "state"))
     os.makedirs(textfile)
     ports = dict((name, free_port()) for name in ("prometheus", "alertmanager", "node", "dead"))
     config = {"textfile_dir": textfile, "state_dir": os.path.join(work, "state"), "timeout": 60, "max_tokens": 8,
-              "endpoints": [{"name": "ollama", "engine": "ollama", "protocol": "ollama", "url": "http://%s:11434" % ollama, "model": "tiny"}],
+              "endpoints": [{"name": "ollama", "engine": "ollama", "protocol": "ollama", "url": doors["llm-lab-2"]["url"], "model": "tiny",
+                             "api_key": api_key, "ca_path": doors["llm-lab-2"]["cacert"]}],
               "gpu": {"expected": False, "xid_watch_seconds": 0}}
     _path, outcomes = tp.run_endpoints(config)
 
@@ -130,12 +136,13 @@ def stack():
         raise ImportError("No module named 'pynvml'")
 
     tp.run_gpu(config, no_nvml)
-    endpoints = [{"name": "tiny", "instance": "tiny", "engine": "vllm", "host": "0.0.0.0", "port": 8000, "unit": "vllm-tiny.service",
+    endpoints = [{"name": "tiny", "instance": "tiny", "engine": "vllm", "host": "127.0.0.1", "port": 8000, "unit": "vllm-tiny.service",
                   "model": "tiny", "metrics_path": "/metrics"}]
     serving = {"llm-lab-1": {"endpoints": endpoints, "address": vllm, "node_exporter_address": "0.0.0.0"}}
     settings = {"node_exporter_port": ports["node"], "dcgm_exporter": False, "dcgm_exporter_port": 9400, "gateway_metrics": True,
                 "prometheus_port": ports["prometheus"], "alertmanager_port": ports["alertmanager"]}
-    scrape = monitoring_scrape_configs(serving, {}, "controller", settings)
+    gateways = {"llm-lab-1": {"address": vllm, "metrics_address": vllm, "metrics_port": lab_doors.METRICS_PORT}}
+    scrape = monitoring_scrape_configs(serving, gateways, "controller", settings)
     for job in scrape:
         if job["job_name"] == "node":  # node_exporter runs here, with the probes' files of this test
             job["static_configs"] = [{"targets": ["127.0.0.1:%d" % ports["node"]], "labels": {"llm_host": "controller"}}]
@@ -163,7 +170,8 @@ def stack():
                           "--storage.tsdb.path=" + os.path.join(work, "tsdb"), "--web.listen-address=127.0.0.1:%d" % ports["prometheus"]],
                          stdout=logs, stderr=subprocess.STDOUT),
     ]
-    info = {"work": work, "ports": ports, "vllm": vllm, "probe": outcomes[0][1], "procs": procs,
+    info = {"work": work, "ports": ports, "vllm": vllm, "probe": outcomes[0][1], "procs": procs, "door": doors["llm-lab-1"],
+            "key": api_key,
             "prom": "http://127.0.0.1:%d" % ports["prometheus"], "am": "http://127.0.0.1:%d" % ports["alertmanager"]}
     try:
         wait_for("Prometheus ready", lambda: _ready(info["prom"] + "/-/ready"), 30)
@@ -190,12 +198,14 @@ def query(stack, expr):
     return answer["data"]["result"]
 
 
-def chat(url, n):
+def chat(stack, n):
+    """n streamed chats through the lab's vLLM door, with the lab's key."""
     body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16, "ignore_eos": True,
                        "stream": True}).encode()
     for _request in range(n):
-        req = urllib.request.Request(url + "/v1/chat/completions", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        req = urllib.request.Request(stack["door"]["url"] + "/v1/chat/completions", data=body,
+                                     headers={"Content-Type": "application/json", "Authorization": "Bearer " + stack["key"]})
+        with urllib.request.urlopen(req, timeout=60, context=lab_doors.context(stack["door"])) as resp:
             resp.read()
 
 
@@ -209,7 +219,8 @@ def test_the_probe_generated_on_the_real_ollama(stack):
 
 def lab_vllm_up(stack):
     try:
-        with urllib.request.urlopen("http://%s:8000/health" % stack["vllm"], timeout=5) as resp:
+        with urllib.request.urlopen("http://%s:%d/engines/llm-lab-1-tiny/metrics" % (stack["vllm"], lab_doors.METRICS_PORT),
+                                    timeout=5) as resp:
             return resp.status == 200
     except OSError:
         return False
@@ -217,10 +228,10 @@ def lab_vllm_up(stack):
 
 def test_every_dashboard_query_returns_data_after_traffic(stack):
     # (tests/integration/conftest.py runs this file after test_readme_commands.py's `make lab`)
-    assert lab_vllm_up(stack), "the lab's vLLM (llm-lab-1:8000) does not answer: make lab"
+    assert lab_vllm_up(stack), "the lab's vLLM (llm-lab-1, relayed on 8405) does not answer: make lab"
     wait_for("first scrape of the lab's vLLM", lambda: query(stack, 'up{job="vllm", llm_host="llm-lab-1"} == 1'), 30)
     start = time.monotonic()
-    chat("http://%s:8000" % stack["vllm"], 6)
+    chat(stack, 6)
     print("\n6 streamed requests to the lab's vLLM in %.1f s" % (time.monotonic() - start))
     wait_for("TTFT histogram in Prometheus", lambda: [r for r in query(
         stack, 'histogram_quantile(0.95, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))') if r["value"][1] != "NaN"], 30)

@@ -37,6 +37,8 @@ HOSTS = ("llm-lab-1", "llm-lab-2")
 RERUN = "ansible-playbook site.yml -e @.cache/bundle/vars.yml"
 RECHECK = "ansible-playbook site.yml --tags smoke,vllm_smoke,tgi_smoke,ollama_smoke"
 BENCH = "ansible-playbook site.yml playbooks/benchmark.yml --tags vllm_smoke,tgi_smoke,ollama_smoke,benchmark"
+KEY = "export API_KEY=$(tools/lab.py key)"
+DOORS = "tools/lab.py doors"
 
 # Each command the README shows, and where it runs. A README command missing here fails the meta test below.
 RUN_BY = {
@@ -47,6 +49,8 @@ RUN_BY = {
     "make test": "CI itself: .ci/run runs exactly this",
     "make lab-down": "tests/run_all.py, the last stage (lab-down): the lab's dockerd is gone and its hosts with it",
     RECHECK: "test_recheck_command",
+    KEY: "test_make_lab_prints_door_lines_that_work",
+    DOORS: "test_make_lab_prints_door_lines_that_work",
     BENCH: "test_benchmark_command",
     "ansible-galaxy collection build --output-path dist/": "tests/unit/release/conftest.py::collection_tarball",
     "ansible-builder create --file execution-environment.yml --context dist/ee-context":
@@ -164,6 +168,37 @@ def test_make_lab_serves_and_a_rerun_changes_nothing(converged, tmp_path):
     assert set(counts) == set(HOSTS)
     assert all(c["changed"] == 0 and c["failed"] == 0 for c in counts.values()), counts
     assert counted(capture, "the re-run") == {host: [] for host in HOSTS}
+
+
+@needs_lab
+def test_make_lab_prints_door_lines_that_work(converged):
+    """make lab ends with the doors: a curl line and a client snippet each, the key from the lab's vault. Each line,
+    pasted into a shell after the README's export line, generates through the gateway; the key is never printed."""
+    key = sh("tools/lab.py key").stdout.strip()
+    assert re.match(r"^[A-Za-z0-9]{48}$", key), "tools/lab.py key printed no key"
+    out = converged["out"]
+    assert key not in out
+    block = out[out.rindex("The lab's doors"):]
+    assert KEY in block
+    again = sh(DOORS)
+    assert again.returncode == 0 and again.stdout.strip() == block.strip()
+    assert key not in again.stdout
+    lines = [line.strip() for line in block.splitlines() if line.startswith("    ")]
+    curls = [line for line in lines if line.startswith("curl -s --cacert .lab/tls/")]
+    snippets = [line for line in lines if line.startswith("python3 -c ")]
+    assert len(curls) == 2 and len(snippets) == 2, block
+    for line in curls + snippets:
+        proc = sh("%s\n%s" % (KEY, line))
+        assert proc.returncode == 0, (line, proc.stdout[-2000:])
+        if line.startswith("curl"):
+            answer = json.loads(proc.stdout)
+            assert answer.get("choices") or answer.get("response") is not None, (line, answer)
+        else:
+            assert proc.stdout.strip(), line
+        assert key not in proc.stdout
+    # without the key the same line is refused by the gateway
+    refused = sh(curls[0])
+    assert '"a valid API key is required' in refused.stdout
 
 
 @needs_lab

@@ -87,6 +87,22 @@ def test_what_cannot_be_scraped_is_refused_naming_the_fix(serving, gateways, wor
         monitoring_scrape_configs(serving, gateways, "mon-1", SETTINGS)
 
 
+def test_an_engine_on_loopback_beside_a_gateway_is_scraped_through_its_metrics_listener():
+    serving = {"llm-1": dict(SERVING["llm-1"], endpoints=[dict(VLLM, host="127.0.0.1")])}
+    gateways = {"llm-1": {"address": "172.18.0.2", "metrics_address": "172.18.0.2", "metrics_port": 8405}}
+    configs = jobs(monitoring_scrape_configs(serving, gateways, "mon-1", SETTINGS))
+    assert configs["vllm"]["static_configs"] == [{"targets": ["172.18.0.2:8405"], "labels": {
+        "llm_host": "llm-1", "llm_instance": "tiny", "llm_engine": "vllm", "llm_unit": "vllm-tiny.service", "llm_model": "tiny",
+        "__metrics_path__": "/engines/llm-1-tiny/metrics"}}]
+    assert configs["haproxy"]["static_configs"] == [{"targets": ["172.18.0.2:8405"], "labels": {"llm_host": "llm-1"}}]
+    # the gateway's metrics listener itself on loopback: refused, naming its variable
+    with pytest.raises(AnsibleFilterError, match="gateway_metrics_address"):
+        monitoring_scrape_configs(serving, {"llm-1": dict(gateways["llm-1"], metrics_address="127.0.0.1")}, "mon-1", SETTINGS)
+    # a loopback engine with no gateway beside it: the message names both ways out
+    with pytest.raises(AnsibleFilterError, match="vllm_bind_address.*gateway on llm-1"):
+        monitoring_scrape_configs(serving, {}, "mon-1", SETTINGS)
+
+
 def test_gateway_metrics_off_are_left_out():
     configs = jobs(monitoring_scrape_configs({}, {"gw-1": dict(GATEWAYS["gw-1"], metrics_port=0)}, "mon-1", SETTINGS))
     assert "haproxy" not in configs

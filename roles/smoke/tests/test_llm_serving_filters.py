@@ -104,6 +104,10 @@ def test_curl_lines_never_print_the_key_and_use_the_curl_host():
     argv = shlex.split(curl)
     assert argv[:3] == ["curl", "-s", "http://172.17.0.2:8000/v1/chat/completions"]
     assert "Authorization: Bearer $API_KEY" in argv
+    # pasted into a shell, the line sends the key from $API_KEY (double quotes: the shell expands it)
+    shell = subprocess.run(["bash", "-c", "curl() { printf '%s\\n' \"$@\"; }; " + curl], env={"API_KEY": "k-from-env", "PATH": "/usr/bin:/bin"},
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert "Authorization: Bearer k-from-env" in shell and shell[1] == "http://172.17.0.2:8000/v1/chat/completions"
     assert curl2.strip().startswith("on h2: curl -s http://127.0.0.1:11434/api/generate")
     assert f.curl_lines([]) == "(no endpoints)"
 

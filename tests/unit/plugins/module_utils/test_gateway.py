@@ -7,6 +7,8 @@ tests/unit/plugins/module_utils/test_gateway_haproxy.py runs the rendered config
 from __future__ import annotations
 
 import copy
+import json
+import subprocess
 
 import pytest
 
@@ -322,3 +324,39 @@ def test_server_address_and_url_parts():
     assert gw._url_parts("https://h") == ("https", "h", 443)
     assert gw._url_parts("http://[::1]:8000") == ("http", "::1", 8000)
     assert gw._url_parts("ftp://h") == (None, None, None)
+
+
+def test_loopback_engines_metrics_are_relayed_on_the_metrics_listener_only():
+    config = build()["config"]
+    metrics = config[config.index("frontend gateway_metrics"):config.index("frontend fe_chat")]
+    # gw's own vLLM (reached on loopback) is relayed; h2's (reached on its address) and Ollama's are not
+    assert "    acl gw_engine_metrics path /engines/gw-tiny/metrics\n" in metrics
+    assert "    http-request return status 404 unless gw_engine_metrics\n" in metrics
+    assert "    use_backend mx_gw-tiny if { path /engines/gw-tiny/metrics }\n" in metrics
+    assert "backend mx_gw-tiny\n    http-request set-path /metrics\n    server gw-tiny 127.0.0.1:8000\n" in config
+    assert "h2-tiny/metrics" not in config and "mx_gw-ollama" not in config
+    assert gw.engine_metrics_path("host.a", "in st") == "/engines/host.a-in_st/metrics"
+    # no metrics listener: nothing relayed
+    assert "mx_" not in build(settings={"metrics_port": 0})["config"]
+
+
+def test_a_door_without_loopback_engines_relays_nothing():
+    config = build(doors=[{"name": "chat", "engine": "vllm", "port": 8443}], host="h3",
+                   groups={"vllm_servers": ["h2"], "ollama_servers": [], "tgi_servers": []})["config"]
+    assert "    http-request return status 404\n" in config and "mx_" not in config
+
+
+def test_curl_lines_read_the_key_from_the_shell_and_never_hold_it():
+    doors = build()["doors"]
+    lines = gw.curl_lines(doors, "192.0.2.7", self_signed=True).splitlines()
+    assert lines[0] == "door chat (vllm tiny, 2 replica(s)) https://192.0.2.7:8443"
+    assert lines[1].startswith("    curl -s -k https://192.0.2.7:8443/v1/chat/completions -H \"Authorization: Bearer $API_KEY\"")
+    assert "\"model\": \"tiny\"" in lines[1] and "\"max_tokens\": 16" in lines[1]
+    assert lines[3].startswith("    curl -s -k https://192.0.2.7:8444/api/generate ")
+    assert KEY_A not in "\n".join(lines) and KEY_B not in "\n".join(lines)
+    shell = subprocess.run(["bash", "-c", "curl() { printf '%s\\n' \"$@\"; }; " + lines[1]], env={"API_KEY": "k-env", "PATH": "/usr/bin:/bin"},
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    assert shell[:2] == ["-s", "-k"] and "Authorization: Bearer k-env" in shell and json.loads(shell[-1])["model"] == "tiny"
+    assert " -k " not in gw.curl_lines(doors, "gw.example")
+    assert gw.door_requests(doors[0], "fd00::7", "/etc/ca.pem")["curl"].startswith("curl -s --cacert /etc/ca.pem https://[fd00::7]:8443/")
+    assert gw.curl_lines([], "x") == "(no doors)"

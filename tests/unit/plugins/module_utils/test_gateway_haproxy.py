@@ -318,3 +318,25 @@ def test_the_gateway_metrics_answer_on_the_private_side(gateway):
     body = response.read().decode()
     assert response.status == 200 and "haproxy_backend_active_servers" in body
     conn.close()
+
+
+def test_the_metrics_listener_relays_the_loopback_engines_metrics(gateway):
+    """An engine on loopback beside the gateway is scraped through the metrics listener (the doors refuse /metrics)."""
+    def get(path):
+        conn = http.client.HTTPConnection("127.0.0.1", gateway["ports"]["metrics"], timeout=10)
+        conn.request("GET", path, headers={"User-Agent": "prometheus-test"})
+        response = conn.getresponse()
+        body = response.read()
+        conn.close()
+        return response.status, body
+    one = gateway["engines"]["one"]
+    one.seen.clear()
+    status, body = get(gw.engine_metrics_path("gw", "one"))
+    assert status == 200 and json.loads(body) == {"path": "/metrics"}
+    # the engine got /metrics, and no key (neither a client's nor its own)
+    assert [(path, auth) for path, auth, _host in one.seen] == [("/metrics", None)]
+    assert get(gw.engine_metrics_path("gw", "two"))[0] == 200
+    # Ollama has no /metrics to relay; an unknown replica and any other path are 404
+    for path in (gw.engine_metrics_path("gw", "ollama"), "/engines/gw-nope/metrics", "/engines/gw-one/tokenize", "/invocations"):
+        assert get(path)[0] == 404, path
+    assert call(gateway, "vllm", "/metrics", KEY)[0] == 403
