@@ -501,7 +501,7 @@ def lab_doors() -> list:
     """Each running lab host's doors (the gateway role's description file), its address and its certificate, copied to
     .lab/tls/<host>.crt (the public certificate only: the key stays on the host)."""
     doors = []
-    for name, state in running_hosts():
+    for name, state in sorted(running_hosts()):
         if state != "running":
             continue
         found = docker("exec", name, "cat", DOORS_FILE, check=False)
@@ -525,7 +525,7 @@ def door_lines(doors: list) -> str:
     lines = [
         "The lab's doors (TLS; each checks the API key; the engines themselves listen on loopback only).",
         f"The key is in the lab's vault ({os.path.relpath(GATEWAY_KEY_VAULT, ROOT)}); put it in your shell with:",
-        "    export API_KEY=$(tools/lab.py key)",
+        "    export API_KEY=$(python3 tools/lab.py key)",
     ]
     for door in doors:
         url = f"https://{door['address']}:{door['port']}"
@@ -536,15 +536,15 @@ def door_lines(doors: list) -> str:
         if door["engine"] == "ollama":
             body = json.dumps({"model": model, "prompt": "Hello", "stream": False})
             lines.append(f"    curl -s {verify}{url}/api/generate -H \"Authorization: Bearer $API_KEY\" -d {shlex.quote(body)}")
-            lines.append(f"    python3 -c 'import os, ollama; c = ollama.Client(host=\"{url}\", verify=\"{door['cacert']}\", "
+            lines.append(f"    .venv/bin/python -c 'import os, ssl, ollama; c = ollama.Client(host=\"{url}\", verify=ssl.create_default_context(cafile=\"{door['cacert']}\"), "
                          f"headers={{\"Authorization\": \"Bearer \" + os.environ[\"API_KEY\"]}}); "
                          f"print(c.generate(model=\"{model}\", prompt=\"Hello\").response)'")
         else:
             body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16})
             lines.append(f"    curl -s {verify}{url}/v1/chat/completions -H \"Authorization: Bearer $API_KEY\" "
                          f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
-            lines.append(f"    python3 -c 'import os, httpx, openai; c = openai.OpenAI(base_url=\"{url}/v1\", api_key=os.environ[\"API_KEY\"], "
-                         f"http_client=httpx.Client(verify=\"{door['cacert']}\")); "
+            lines.append(f"    .venv/bin/python -c 'import os, ssl, httpx, openai; c = openai.OpenAI(base_url=\"{url}/v1\", api_key=os.environ[\"API_KEY\"], "
+                         f"http_client=httpx.Client(verify=ssl.create_default_context(cafile=\"{door['cacert']}\"))); "
                          f"print(c.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}], "
                          f"max_tokens=16).choices[0].message.content)'")
     if not doors:

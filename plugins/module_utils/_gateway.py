@@ -536,7 +536,7 @@ def curl_lines(doors, host, self_signed=False):
     lines = []
     for door in doors or []:
         req = door_requests(door, host, True if self_signed else None)
-        lines.append("door %s (%s %s, %d replica(s)) %s" % (door["name"], door["engine"], door.get("model") or "",
-                                                           len(door.get("servers") or []), req["url"]))
+        lines.append("door %s (%s %s, %d replica(s)) %s" % (
+            door["name"], door["engine"], door.get("model") or "", len(door.get("servers") or []), req["url"]))
         lines.append("    " + req["curl"])
     return "\n".join(lines) if lines else "(no doors)"

@@ -119,12 +119,13 @@ def wait_ready(client, path, deadline_s, sleep=time.sleep, monotonic=time.monoto
 # Engine detection and model listing
 # ---------------------------------------------------------------------------------------------
 def _try_json(client, path):
-    """GET path; JSON dict on 2xx, None otherwise. Auth errors propagate (they need fixing)."""
+    """GET path; JSON dict on 2xx, None otherwise. A 401 propagates (the key needs fixing); a 403 is a route closed to
+    this client (a gateway's allow-list refuses /version, /info, /api/version), so the engine is not told by it."""
     try:
         resp = client.request("GET", path)
     except LlmHttpError:
         return None
-    if resp.status in (401, 403):
+    if resp.status == 401:
         raise classify_status("GET", client.url_for(path), resp.status, resp.body, bool(client.api_key))
     if not 200 <= resp.status < 300:
         return None

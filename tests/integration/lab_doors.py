@@ -36,7 +36,7 @@ def doors():
     text = lab("doors")
     found = {}
     for host, (name, engine, port) in DOORS.items():
-        line = next((l for l in text.splitlines() if l.startswith("%s door %s (%s" % (host, name, engine))), None)
+        line = next((line for line in text.splitlines() if line.startswith("%s door %s (%s" % (host, name, engine))), None)
         assert line is not None, text
         url = line.rsplit(": ", 1)[1]
         found[host] = {"name": name, "engine": engine, "port": port, "url": url, "address": url.split("//")[1].rsplit(":", 1)[0],

@@ -55,7 +55,7 @@ def test_the_openai_client_through_the_vllm_door(lab):
     import httpx
     import openai
     door = lab["doors"]["llm-lab-1"]
-    client = openai.OpenAI(base_url=door["url"] + "/v1", api_key=lab["key"], http_client=httpx.Client(verify=door["cacert"]),
+    client = openai.OpenAI(base_url=door["url"] + "/v1", api_key=lab["key"], http_client=httpx.Client(verify=lab_doors.context(door)),
                            max_retries=0, timeout=120)
     assert [m.id for m in client.models.list()] == ["tiny"]
     chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hello"}], max_tokens=8,
@@ -69,7 +69,7 @@ def test_the_openai_client_through_the_vllm_door(lab):
     streamed = list(client.completions.create(model="tiny", prompt="Hello", max_tokens=8, stream=True, extra_body={"ignore_eos": True}))
     assert len(streamed) >= 2
     # a wrong key: the client raises AuthenticationError (401 from the gateway)
-    bad = openai.OpenAI(base_url=door["url"] + "/v1", api_key="wrong-" + lab["key"][6:], http_client=httpx.Client(verify=door["cacert"]),
+    bad = openai.OpenAI(base_url=door["url"] + "/v1", api_key="wrong-" + lab["key"][6:], http_client=httpx.Client(verify=lab_doors.context(door)),
                         max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
@@ -78,7 +78,7 @@ def test_the_openai_client_through_the_vllm_door(lab):
 def test_the_ollama_client_through_the_ollama_door(lab):
     import ollama
     door = lab["doors"]["llm-lab-2"]
-    client = ollama.Client(host=door["url"], verify=door["cacert"], headers={"Authorization": "Bearer " + lab["key"]}, timeout=120)
+    client = ollama.Client(host=door["url"], verify=lab_doors.context(door), headers={"Authorization": "Bearer " + lab["key"]}, timeout=120)
     assert "tiny:latest" in [m.model for m in client.list().models]
     generated = client.generate(model="tiny", prompt="Hello", options={"num_predict": 8})
     assert generated.done and generated.eval_count >= 1
@@ -92,13 +92,13 @@ def test_the_ollama_client_through_the_ollama_door(lab):
     assert refused.value.status_code == 403
     assert "tiny:latest" in [m.model for m in client.list().models]
     with pytest.raises(ollama.ResponseError) as no_key:
-        ollama.Client(host=door["url"], verify=door["cacert"]).list()
+        ollama.Client(host=door["url"], verify=lab_doors.context(door)).list()
     assert no_key.value.status_code == 401
 
 
 @pytest.mark.parametrize("host, path, body", [
-    ("llm-lab-1", "/v1/models", None), ("llm-lab-1", "/v1/chat/completions", {"model": "tiny", "max_tokens": 2,
-                                                                            "messages": [{"role": "user", "content": "Hi"}]}),
+    ("llm-lab-1", "/v1/models", None),
+    ("llm-lab-1", "/v1/chat/completions", {"model": "tiny", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]}),
     ("llm-lab-2", "/api/tags", None), ("llm-lab-2", "/api/generate", {"model": "tiny", "prompt": "Hi", "stream": False})])
 def test_no_key_and_a_wrong_key_get_401_the_right_key_200(lab, host, path, body):
     door = lab["doors"][host]

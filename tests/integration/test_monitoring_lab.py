@@ -235,6 +235,8 @@ def test_every_dashboard_query_returns_data_after_traffic(stack):
     print("\n6 streamed requests to the lab's vLLM in %.1f s" % (time.monotonic() - start))
     wait_for("TTFT histogram in Prometheus", lambda: [r for r in query(
         stack, 'histogram_quantile(0.95, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))') if r["value"][1] != "NaN"], 30)
+    # rate() needs two scrapes of the gateway's exporter in its window
+    wait_for("two scrapes of the lab gateway", lambda: query(stack, 'rate(haproxy_backend_http_responses_total[1m])'), 30)
     wait_for("the probe files through node_exporter", lambda: query(stack, 'onprem_llm_probe_up == 1')
              and query(stack, 'onprem_gpu_probe_state{state="no_gpu"} == 1'), 30)
     empty, missing, rows = [], [], []

@@ -37,8 +37,8 @@ HOSTS = ("llm-lab-1", "llm-lab-2")
 RERUN = "ansible-playbook site.yml -e @.cache/bundle/vars.yml"
 RECHECK = "ansible-playbook site.yml --tags smoke,vllm_smoke,tgi_smoke,ollama_smoke"
 BENCH = "ansible-playbook site.yml playbooks/benchmark.yml --tags vllm_smoke,tgi_smoke,ollama_smoke,benchmark"
-KEY = "export API_KEY=$(tools/lab.py key)"
-DOORS = "tools/lab.py doors"
+KEY = "export API_KEY=$(python3 tools/lab.py key)"
+DOORS = "python3 tools/lab.py doors"
 
 # Each command the README shows, and where it runs. A README command missing here fails the meta test below.
 RUN_BY = {
@@ -174,7 +174,7 @@ def test_make_lab_serves_and_a_rerun_changes_nothing(converged, tmp_path):
 def test_make_lab_prints_door_lines_that_work(converged):
     """make lab ends with the doors: a curl line and a client snippet each, the key from the lab's vault. Each line,
     pasted into a shell after the README's export line, generates through the gateway; the key is never printed."""
-    key = sh("tools/lab.py key").stdout.strip()
+    key = sh("python3 tools/lab.py key").stdout.strip()
     assert re.match(r"^[A-Za-z0-9]{48}$", key), "tools/lab.py key printed no key"
     out = converged["out"]
     assert key not in out
@@ -185,7 +185,7 @@ def test_make_lab_prints_door_lines_that_work(converged):
     assert key not in again.stdout
     lines = [line.strip() for line in block.splitlines() if line.startswith("    ")]
     curls = [line for line in lines if line.startswith("curl -s --cacert .lab/tls/")]
-    snippets = [line for line in lines if line.startswith("python3 -c ")]
+    snippets = [line for line in lines if line.startswith(".venv/bin/python -c ")]
     assert len(curls) == 2 and len(snippets) == 2, block
     for line in curls + snippets:
         proc = sh("%s\n%s" % (KEY, line))

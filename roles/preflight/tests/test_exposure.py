@@ -76,3 +76,43 @@ def test_the_message_names_the_variables(tmp_path):
     detail = run(tmp_path, {"ollama_bind_address": "0.0.0.0"})["o1"]["exposure ollama"][1]
     assert "ollama binds 0.0.0.0 with no gateway in front" in detail and "ollama_bind_address" in detail
     assert "gateway_frontends" in detail
+
+
+def readme_inventory():
+    """The YAML block under '### A production inventory' in the README."""
+    import re
+    import yaml
+    text = open(os.path.join(REPO, "README.md")).read()
+    section = text[text.index("### A production inventory"):]
+    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+
+
+@pytest.mark.parametrize("with_gateway", [True, False])
+def test_the_readme_production_inventory_passes_and_fails_without_its_gateway(tmp_path, with_gateway):
+    """The README's production example binds vLLM to a private address behind door-01: preflight accepts it, and the
+    same inventory without its gateway is refused, naming the variables."""
+    import yaml
+    inventory = readme_inventory()
+    assert inventory["all"]["vars"]["gateway_frontends"][0]["group"] == "vllm_servers"
+    if not with_gateway:
+        del inventory["all"]["children"]["gateway_hosts"]
+    inventory["all"]["vars"].update({"ansible_connection": "local", "vllm_instances": [{"name": "chat"}],
+                                     "preflight_allow_exposed_engines": False})
+    (tmp_path / "inv.yml").write_text(yaml.safe_dump(inventory))
+    (tmp_path / "play.yml").write_text(PLAY.replace("hosts: v1:v2:o1", "hosts: vllm_servers:ollama_servers"))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(tmp_path / "inv.yml"),
+                          str(tmp_path / "play.yml")], cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
+                         check=True).stdout
+    results = {}
+    for line in out.splitlines():
+        if '"msg": "RESULT ' in line:
+            host, data = json.loads("{" + line.strip().rstrip(",") + "}")["msg"][len("RESULT "):].split(" ", 1)
+            results[host] = {r["check"]: (r["status"], r["detail"]) for r in json.loads(data)}
+    assert results["edge-01"]["exposure ollama"][0] == "pass"  # Ollama on its default, loopback
+    for host in ("gpu-01", "gpu-02"):
+        status, detail = results[host]["exposure vllm"]
+        if with_gateway:
+            assert (status, detail) == ("pass", "vllm binds 10.0.1.11, behind the gateway on door-01")
+        else:
+            assert status == "fail" and "vllm_bind_address" in detail and "gateway_frontends" in detail

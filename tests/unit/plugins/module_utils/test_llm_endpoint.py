@@ -153,9 +153,17 @@ def test_wait_ready_auto_accepts_any_answer():
     ({("GET", "/info"): (200, {"model_id": "m", "version": "3.3.6"})}, ("tgi", "tgi", "3.3.6")),
     ({("GET", "/version"): (200, {"version": "0.32.0"})}, ("vllm", "openai", "0.32.0")),
     ({("GET", "/version"): (200, b"<html>")}, ("openai", "openai", None)),
+    # behind the gateway: the version routes are closed (403), the OpenAI API is open
+    ({("GET", "/api/version"): (403, {}), ("GET", "/info"): (403, {}), ("GET", "/version"): (403, {})}, ("openai", "openai", None)),
 ])
 def test_detect_engine(routes, expected):
     assert e.detect_engine(FakeClient(routes))[:3] == expected
+
+
+def test_detect_engine_stops_at_a_wrong_key():
+    with pytest.raises(h.LlmHttpError) as info:
+        e.detect_engine(FakeClient({("GET", "/api/version"): (401, {})}))
+    assert info.value.status == 401
 
 
 @pytest.mark.parametrize("wanted, served, proto, expected", [
