@@ -7,13 +7,22 @@ Molecule verify_gateway.yml playbooks; it asserts nothing itself (the playbook d
 stdin: {"port", "key", "wrong_key", "tight_key", "tight_limit", "paths": [...], "tricks": [...], "generate": [{path, body}]}
 (the keys come on stdin so they are never on a command line). stdout: {"routes": {path: {"GET": [none, wrong, right],
 "POST": [...]}}, "tricks": {path: status}, "rate": [statuses], "retry_after": value, "generate": [{path, status, body}]}.
+
+With "recover": {"pid", "path", "body", "timeout"} instead: SIGKILL the process pid, then POST body to path through the
+door every half second until it answers 200 or timeout seconds have passed. stdout: {"killed": pid, "killed_at": the
+kill's epoch time, "status": the last
+status (0: no answer), "seconds": from the kill to that answer, "attempts", "statuses": {status: count}, "body": the last
+answer's tail}.
 """
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import ssl
 import sys
+import time
 
 
 def call(port, method, path, key=None, body=None, headers=None):
@@ -34,9 +43,35 @@ def call(port, method, path, key=None, body=None, headers=None):
     return response.status, dict((k.lower(), v) for k, v in response.getheaders()), payload
 
 
+def recover(port, key, spec):
+    """Kill the process with SIGKILL, then time how long until a request through the door answers 200 again."""
+    os.kill(int(spec["pid"]), signal.SIGKILL)
+    killed = time.monotonic()
+    deadline = killed + float(spec["timeout"])
+    out = {"killed": int(spec["pid"]), "killed_at": time.time(), "status": 0, "seconds": None, "attempts": 0, "statuses": {},
+           "body": ""}
+    while True:
+        out["attempts"] += 1
+        try:
+            status, _headers, payload = call(port, "POST", spec["path"], key, body=spec["body"])
+        except (OSError, http.client.HTTPException) as exc:  # the door itself did not answer: recorded as 0
+            status, payload = 0, repr(exc).encode()
+        out["status"] = status
+        out["statuses"][str(status)] = out["statuses"].get(str(status), 0) + 1
+        out["body"] = payload.decode("utf-8", "replace")[-2000:]
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    out["seconds"] = round(time.monotonic() - killed, 1)
+    return out
+
+
 def main():
     spec = json.load(sys.stdin)
     port = spec["port"]
+    if spec.get("recover"):
+        json.dump(recover(port, spec["key"], spec["recover"]), sys.stdout)
+        return
     out = {"routes": {}, "tricks": {}, "rate": [], "retry_after": None, "generate": []}
     for path in spec["paths"]:
         out["routes"][path] = {}
