@@ -28,6 +28,7 @@ import urllib.request
 
 import pytest
 
+import lab_doors
 from egress import EgressCapture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -301,23 +302,21 @@ DAMAGED = {
 }
 
 
-def address(host):
-    return docker("inspect", host, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}").stdout.strip()
-
-
-def post(url, body):
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=120) as resp:
+def post(door, path, body, key):
+    req = urllib.request.Request(door["url"] + path, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": "Bearer " + key})
+    with urllib.request.urlopen(req, timeout=120, context=lab_doors.context(door)) as resp:
         return resp.status, json.loads(resp.read())
 
 
 def serving():
-    """Both lab engines answer a real generation (tokens counted by the engine itself)."""
-    status, vllm = post("http://%s:8000/v1/completions" % address("llm-lab-1"),
-                        {"model": "tiny", "prompt": "hello", "max_tokens": 4, "ignore_eos": True})
+    """Both lab engines answer a real generation through their doors (tokens counted by the engine itself)."""
+    doors, key = lab_doors.doors(), lab_doors.key()
+    status, vllm = post(doors["llm-lab-1"], "/v1/completions", {"model": "tiny", "prompt": "hello", "max_tokens": 4, "ignore_eos": True},
+                        key)
     assert status == 200 and vllm["usage"]["completion_tokens"] == 4, vllm
-    status, ollama = post("http://%s:11434/api/generate" % address("llm-lab-2"),
-                          {"model": "tiny:latest", "prompt": "hello", "stream": False, "options": {"num_predict": 4}})
+    status, ollama = post(doors["llm-lab-2"], "/api/generate",
+                          {"model": "tiny:latest", "prompt": "hello", "stream": False, "options": {"num_predict": 4}}, key)
     assert status == 200 and ollama["eval_count"] >= 1, ollama
     return True
 
