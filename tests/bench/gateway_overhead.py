@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import statistics
@@ -94,6 +95,8 @@ def run(client, reqs, conc, warmups):
     records, duration = bench.run_level(client, "completions", "tiny", reqs, warmups, conc, ignore_eos=True)
     out = bench.calculate_metrics(records, duration, percentiles=[50, 99])
     out["failed"] = sum(1 for r in records if not r["success"])
+    if out["failed"] == len(records):
+        raise SystemExit("every request failed, e.g. %s" % records[0]["error"])
     return out
 
 
@@ -119,7 +122,10 @@ def main():
         assert wait_http("http://127.0.0.1:%d/health" % vllm_port, 30)
         sides = {"direct": bench.AsyncStreamClient("http://127.0.0.1:%d" % vllm_port),
                  "gateway": bench.AsyncStreamClient("https://127.0.0.1:%d" % door_port, api_key=KEY, ca_path=cert)}
-        reqs = bench.build_workload("random", args.num_prompts, args.input_len, args.output_len, 0, token_ids=True)
+        with open(os.path.join(model_dir, "config.json")) as f:
+            vocab = json.load(f)["vocab_size"]
+        # token ids inside the model's vocabulary (random ids beyond it fail every request)
+        reqs = bench.build_workload("random", args.num_prompts, args.input_len, args.output_len, 0, token_ids=True, vocab_size=vocab)
         haproxy_cpu0 = cpu_seconds(gateway.pid)
         rows = []
         for conc in [int(c) for c in args.levels.split(",")]:
