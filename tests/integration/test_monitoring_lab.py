@@ -46,6 +46,7 @@ from ansible.parsing.dataloader import DataLoader  # noqa: E402  pylint: disable
 from ansible.template import Templar, trust_as_template  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.onprem.llm_serving.plugins.filter.monitoring import monitoring_scrape_configs  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _textfile_probe as tp  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.onprem.llm_serving.plugins.module_utils import _llm_benchmark as bench  # noqa: E402  pylint: disable=wrong-import-position
 from test_dashboard import dashboard, expand, queries  # noqa: E402  pylint: disable=wrong-import-position
 
 pytestmark = pytest.mark.skipif(not os.path.exists(SOCK), reason="lab dockerd not running: run `tools/lab.py up`")
@@ -198,15 +199,15 @@ def query(stack, expr):
     return answer["data"]["result"]
 
 
-def chat(stack, n):
-    """n streamed chats through the lab's vLLM door, with the lab's key."""
-    body = json.dumps({"model": "tiny", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16, "ignore_eos": True,
-                       "stream": True}).encode()
-    for _request in range(n):
-        req = urllib.request.Request(stack["door"]["url"] + "/v1/chat/completions", data=body,
-                                     headers={"Content-Type": "application/json", "Authorization": "Bearer " + stack["key"]})
-        with urllib.request.urlopen(req, timeout=60, context=lab_doors.context(stack["door"])) as resp:
-            resp.read()
+def benchmark(stack, n, concurrency):
+    """A benchmark through the lab's vLLM door with the lab's key: llm_benchmark's own client and workload (the module's
+    code), n streamed chat requests of 32 prompt and 16 output tokens at this concurrency. Returns its metrics."""
+    client = bench.AsyncStreamClient(stack["door"]["url"], api_key=stack["key"], ca_path=stack["door"]["cacert"])
+    reqs = bench.build_workload("random", n, 32, 16, 0)
+    records, duration = bench.run_level(client, "chat", "tiny", reqs, 1, concurrency, ignore_eos=True)
+    out = bench.calculate_metrics(records, duration, percentiles=[50, 95])
+    assert out["completed"] == n, [r["error"] for r in records if not r["success"]][:3]
+    return out
 
 
 def test_the_probe_generated_on_the_real_ollama(stack):
@@ -230,9 +231,9 @@ def test_every_dashboard_query_returns_data_after_traffic(stack):
     # (tests/integration/conftest.py runs this file after test_readme_commands.py's `make lab`)
     assert lab_vllm_up(stack), "the lab's vLLM (llm-lab-1, relayed on 8405) does not answer: make lab"
     wait_for("first scrape of the lab's vLLM", lambda: query(stack, 'up{job="vllm", llm_host="llm-lab-1"} == 1'), 30)
-    start = time.monotonic()
-    chat(stack, 6)
-    print("\n6 streamed requests to the lab's vLLM in %.1f s" % (time.monotonic() - start))
+    out = benchmark(stack, 24, 4)
+    print("\nbenchmark through the gateway: 24 requests at concurrency 4, TTFT p50 %.1f ms, %.0f output tok/s"
+          % (out["p50_ttft_ms"], out["output_throughput"]))
     wait_for("TTFT histogram in Prometheus", lambda: [r for r in query(
         stack, 'histogram_quantile(0.95, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[1m])))') if r["value"][1] != "NaN"], 30)
     # rate() needs two scrapes of the gateway's exporter in its window
@@ -287,3 +288,32 @@ def test_a_dead_engine_fires_in_alertmanager_and_resolves_when_back(stack):
     print("\nLlmEngineDown (for: 10s, scrape and evaluation every 2 s) in Alertmanager %.1f s after the test began waiting; "
           "gone from Prometheus %.1f s after the engine answered, from Alertmanager %.1f s after that; Prometheus RSS %d MiB"
           % (fired_after, resolved_after, am_after, rss))
+
+
+def lab(host, *argv):
+    env = dict(os.environ, DOCKER_HOST="unix://" + SOCK)
+    return subprocess.run(["docker", "exec", host, *argv], env=env, capture_output=True, text=True, check=False)
+
+
+def test_killing_the_lab_vllm_fires_engine_down_and_it_resolves_when_back(stack):
+    """A real engine killed on purpose: kill -9 of the lab's vLLM (systemd restarts it, Restart=always); while it loads
+    again its /metrics (relayed by the gateway) fails, LlmEngineDown (for: 10s) reaches Alertmanager, and it resolves
+    once the engine answers again."""
+    def alert(state):
+        return [a for a in get(stack["am"] + "/api/v2/alerts?active=true")
+                if a["labels"].get("alertname") == "LlmEngineDown" and a["labels"].get("llm_host") == "llm-lab-1"] if state else \
+            not query(stack, 'ALERTS{alertname="LlmEngineDown", llm_host="llm-lab-1"}')
+
+    wait_for("the lab's vLLM scraped up", lambda: query(stack, 'up{job="vllm", llm_host="llm-lab-1"} == 1'), 60)
+    pid = lab("llm-lab-1", "systemctl", "show", "-p", "MainPID", "--value", "vllm-tiny.service").stdout.strip()
+    assert pid not in ("", "0")
+    killed = lab("llm-lab-1", "kill", "-9", pid)
+    assert killed.returncode == 0, killed.stderr
+    _alerts, fired_after = wait_for("LlmEngineDown of the killed lab vLLM in Alertmanager", lambda: alert(True), 180, step=1)
+    _gone, resolved_after = wait_for("LlmEngineDown of the lab vLLM resolved", lambda: alert(False), 300, step=1)
+    new_pid = lab("llm-lab-1", "systemctl", "show", "-p", "MainPID", "--value", "vllm-tiny.service").stdout.strip()
+    assert new_pid not in ("", "0", pid)
+    out = benchmark(stack, 4, 2)
+    print("\nkill -9 of the lab's vLLM (pid %s): LlmEngineDown in Alertmanager %.1f s later; resolved in Prometheus %.1f s after "
+          "that (the new process %s answers); a benchmark through the gateway after it: %d/4 completed"
+          % (pid, fired_after, resolved_after, new_pid, out["completed"]))
