@@ -475,7 +475,7 @@ def ensure_vault() -> None:
         write_private(VAULT_PASSWORD, secrets.token_urlsafe(32) + "\n")
     if os.path.exists(GATEWAY_KEY_VAULT):
         return
-    key = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(48))
+    key = "".join(secrets.choice(string.ascii_letters + string.digits) for _position in range(48))
     staging = GATEWAY_KEY_VAULT + ".staging"
     os.makedirs(os.path.dirname(GATEWAY_KEY_VAULT), mode=0o700, exist_ok=True)
     enc = ansible_vault("encrypt", "--output", staging, "-", data=key)
@@ -536,7 +536,8 @@ def door_lines(doors: list) -> str:
         if door["engine"] == "ollama":
             body = json.dumps({"model": model, "prompt": "Hello", "stream": False})
             lines.append(f"    curl -s {verify}{url}/api/generate -H \"Authorization: Bearer $API_KEY\" -d {shlex.quote(body)}")
-            lines.append(f"    .venv/bin/python -c 'import os, ssl, ollama; c = ollama.Client(host=\"{url}\", verify=ssl.create_default_context(cafile=\"{door['cacert']}\"), "
+            lines.append(f"    .venv/bin/python -c 'import os, ssl, ollama; c = ollama.Client(host=\"{url}\", "
+                         f"verify=ssl.create_default_context(cafile=\"{door['cacert']}\"), "
                          f"headers={{\"Authorization\": \"Bearer \" + os.environ[\"API_KEY\"]}}); "
                          f"print(c.generate(model=\"{model}\", prompt=\"Hello\").response)'")
         else:

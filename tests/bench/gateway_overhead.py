@@ -75,7 +75,7 @@ def start_gateway(work, vllm_port, door_port, metrics_port):
     client = bench.AsyncStreamClient("https://127.0.0.1:%d" % door_port, api_key=KEY, ca_path=os.path.join(work, "cert.pem"))
     while time.time() < deadline:
         try:
-            records, _ = bench.run_level(client, "completions", "tiny", [{"prompt": "Hello", "prompt_len": 1, "output_len": 2}], 0, 1)
+            records, _duration = bench.run_level(client, "completions", "tiny", [{"prompt": "Hello", "prompt_len": 1, "output_len": 2}], 0, 1)
             if records[0]["success"]:
                 return proc, os.path.join(work, "cert.pem")
         except Exception:  # noqa: BLE001  pylint: disable=broad-except

@@ -105,7 +105,7 @@ def main():
         before = tree_cpu(vllm.pid)
         started = time.monotonic()
         size = 0
-        for _ in range(50):
+        for _scrape in range(50):
             with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as r:
                 size = len(r.read())
         per_scrape = (tree_cpu(vllm.pid) - before) / 50

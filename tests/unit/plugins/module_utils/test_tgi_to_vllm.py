@@ -162,7 +162,7 @@ def test_quantize_table_against_vllm_0_32s_method_list():
         source = f.read()
     block = re.search(r"QuantizationMethods = Literal\[(.*?)\]", source, re.S).group(1)
     methods = set(re.findall(r'"([^"]+)"', block))
-    for tgi_name, (method, _) in m.QUANTIZE.items():
+    for tgi_name, (method, _note) in m.QUANTIZE.items():
         if method:
             assert method in methods, tgi_name
         else:
@@ -196,7 +196,7 @@ def test_readme_table_lists_what_the_code_drops_and_refuses():
         assert cells[1] == "—" and cells[2].startswith("**refused**")
         for name in names:
             assert m.QUANTIZE[name][0] is None
-    assert sorted(["marlin", "eetq", "exl2"] + refused[-1]) == sorted(q for q, (method, _) in m.QUANTIZE.items() if method is None)
+    assert sorted(["marlin", "eetq", "exl2"] + refused[-1]) == sorted(q for q, (method, _note) in m.QUANTIZE.items() if method is None)
 
 
 # --- names, address, key ---------------------------------------------------------------------------------------------
