@@ -10,9 +10,11 @@ Run: .venv/bin/pytest roles/vllm/tests/
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
@@ -57,4 +59,90 @@ def test_preflight_secret_never_printed(tmp_path):
     result = run_role(tmp_path, vllm_instances=[dict(GOOD, port=70000, api_key="do-not-print-me")])
     out = result.stdout + result.stderr
     assert result.returncode != 0
+    assert "do-not-print-me" not in out
+
+
+OTLP_WHERE = "otlp_traces_endpoint (vllm_instances[tiny].otlp_traces_endpoint, or vllm_otlp_traces_endpoint for every instance)"
+
+
+@pytest.mark.parametrize("extra, expect", [
+    ({"vllm_otlp_traces_endpoint": "otel:4317", "vllm_instances": [GOOD]},
+     ["instance tiny: " + OTLP_WHERE + ' is "otel:4317"', "grpc://HOST:PORT or http://HOST:PORT", 'set it to "" to turn tracing off']),
+    ({"vllm_instances": [dict(GOOD, otlp_traces_endpoint="http://otel.example:70000")]}, [OTLP_WHERE + ' is "http://otel.example:70000"', "port 1-65535"]),
+    ({"vllm_instances": [dict(GOOD, otlp_traces_endpoint="https://otel.example")]}, [OTLP_WHERE + ' is "https://otel.example"']),
+    ({"vllm_instances": [dict(GOOD, otlp_traces_endpoint="https://user:do-not-print-me@otel.example:4317")]},
+     [OTLP_WHERE + " carries user:password@ (value not shown)", "OTEL_EXPORTER_OTLP_HEADERS"]),
+    ({"vllm_install_method": "container", "vllm_package": "vllm", "vllm_otlp_traces_endpoint": "http://127.0.0.1:4317", "vllm_instances": [GOOD]},
+     [OTLP_WHERE + ' is "http://127.0.0.1:4317", a loopback address', "--network host in vllm_container_extra_args"]),
+    ({"vllm_collect_detailed_traces": ["all"], "vllm_instances": [GOOD]},
+     ["collect_detailed_traces (vllm_instances[tiny].collect_detailed_traces, or vllm_collect_detailed_traces) is", "refuses detailed traces"]),
+    ({"vllm_otlp_traces_endpoint": "http://otel.example:4318/v1/traces", "vllm_env": {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"},
+      "vllm_instances": [GOOD]}, ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL in env (vllm_env or vllm_instances[tiny].env) is "http/json"']),
+    ({"vllm_otlp_traces_endpoint": "grpc://otel.example:4317", "vllm_instances": [dict(GOOD, env={"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"})]},
+     [OTLP_WHERE + ' is "grpc://otel.example:4317", but OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf']),
+    ({"vllm_otlp_traces_endpoint": "grpc://otel.example:4317", "vllm_instances": [dict(GOOD, extra_args=["--otlp_traces_endpoint=grpc://b:4317"])]},
+     ["extra_args (vllm_instances[tiny].extra_args or vllm_extra_args) set --otlp-traces-endpoint too"]),
+    ({"vllm_collect_detailed_traces": ["everything"], "vllm_instances": [GOOD]}, ["vllm_collect_detailed_traces", "everything"]),
+])
+def test_preflight_refuses_bad_opentelemetry_settings(tmp_path, extra, expect):
+    result = run_role(tmp_path, **extra)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    for text in expect:
+        assert text in out, out
+    assert "do-not-print-me" not in out
+
+
+def test_preflight_accepts_opentelemetry_settings(tmp_path):
+    """Good values pass the check (the run stops later, at the host's ports: preflight reads them for real)."""
+    instances = [dict(GOOD, collect_detailed_traces=["model", "worker"]),
+                 dict(GOOD, name="two", port=8001, otlp_traces_endpoint="https://[fd00::5]:4317"),
+                 dict(GOOD, name="three", port=8002, otlp_traces_endpoint="http://otel.example:4318/v1/traces",
+                      env={"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}),
+                 dict(GOOD, name="four", port=8003, otlp_traces_endpoint="")]
+    result = run_role(tmp_path, vllm_otlp_traces_endpoint="grpc://10.0.0.5:4317", vllm_instances=instances)
+    out = result.stdout + result.stderr
+    task = out[out.index("OpenTelemetry settings"):]
+    task = task[:task.index("TASK [")]
+    assert [ln for ln in task.splitlines() if ln.startswith("ok: ")] == ["ok: [localhost] => (item=%s)" % i["name"] for i in instances], out
+
+
+def _otel_check(tmp_path, env_extra):
+    """The install's two OpenTelemetry tasks (taken from tasks/install_venv.yml as they are) against a venv on this machine."""
+    tasks = yaml.safe_load(open(os.path.join(REPO, "roles", "vllm", "tasks", "install_venv.yml")))
+    tasks = [t for t in tasks if "OpenTelemetry" in t["name"]]
+    assert len(tasks) == 2
+    (tmp_path / "otel.yml").write_text(yaml.safe_dump(tasks))
+    venv = os.path.dirname(os.path.dirname(VLLM_PYTHON))
+    shown = [{"name": "tiny", "otlp_traces_endpoint": "grpc://otel.example:4317"}, {"name": "two", "otlp_traces_endpoint": ""}]
+    present = [dict(shown[0], api_key="do-not-print-me"), shown[1]]
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars": {"__vllm_venv": venv, "__vllm_present": present, "__vllm_present_shown": shown,
+                      "__vllm_install_needed": False, "vllm_requirements_lock": "requirements.lock",
+                      "ansible_python_interpreter": sys.executable},
+             "tasks": [{"ansible.builtin.include_tasks": str(tmp_path / "otel.yml")}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", **env_extra)
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(tmp_path / "play.yml")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(REPO, ".cache", "vllm-venv", "bin", "python"))
+
+
+def test_install_checks_the_venv_can_export_traces(tmp_path):
+    if not os.path.exists(VLLM_PYTHON):
+        pytest.skip("no vLLM venv python at %s (set LLM_TEST_VLLM_PYTHON; tools/artefacts.py builds .cache/vllm-venv)" % VLLM_PYTHON)
+    result = _otel_check(tmp_path, {})
+    assert result.returncode == 0, result.stdout + result.stderr
+    # the same venv without OpenTelemetry (an opentelemetry package that cannot be imported comes first on the path)
+    broken = tmp_path / "no-otel" / "opentelemetry"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('No module named opentelemetry (test)')\n")
+    result = _otel_check(tmp_path, {"PYTHONPATH": str(tmp_path / "no-otel")})
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "instance(s) tiny set otlp_traces_endpoint (or vllm_otlp_traces_endpoint), but %s cannot export traces" % (
+        os.path.dirname(os.path.dirname(VLLM_PYTHON))) in out, out
+    assert "OpenTelemetry is not available: ImportError: No module named opentelemetry (test)" in out.replace("\n", " "), out
     assert "do-not-print-me" not in out

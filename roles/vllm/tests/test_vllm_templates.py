@@ -10,7 +10,9 @@ Run: .venv/bin/pytest roles/vllm/tests/
 """
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -186,3 +188,65 @@ def test_unit_refuses_reserved_extra_args_without_showing_them():
     with pytest.raises(Exception) as err:
         render("vllm.service.j2", dict(INSTANCE, extra_args=["--api-key=s3cret"]))
     assert "vllm_instances[llama].extra_args sets --api-key" in str(err.value) and "s3cret" not in str(err.value)
+
+
+def serve_args(unit, container=False):
+    argv = exec_start(unit)
+    return argv[argv.index("docker.io/vllm/vllm-openai:v0.32.0") + 1:] if container else argv[argv.index("vllm.entrypoints.openai.api_server") + 1:]
+
+
+def test_otlp_flags_absent_by_default():
+    for template, container in (("vllm.service.j2", False), ("vllm-container.service.j2", True)):
+        serve = serve_args(render(template, INSTANCE, vllm_install_method="container" if container else "venv", vllm_gpu=container), container)
+        assert "--otlp-traces-endpoint" not in serve and "--collect-detailed-traces" not in serve
+
+
+@pytest.mark.parametrize("template, container", [("vllm.service.j2", False), ("vllm-container.service.j2", True)])
+def test_otlp_flags_from_the_role_defaults(template, container):
+    unit = render(template, INSTANCE, vllm_install_method="container" if container else "venv", vllm_gpu=container,
+                  vllm_otlp_traces_endpoint="grpc://otel.example:4317", vllm_collect_detailed_traces=["model", "worker"])
+    serve = serve_args(unit, container)
+    i = serve.index("--otlp-traces-endpoint")
+    assert serve[i + 1] == "grpc://otel.example:4317"
+    j = serve.index("--collect-detailed-traces")
+    assert serve[j + 1:j + 3] == ["model", "worker"] and serve[j + 3].startswith("--")
+    assert serve.count("--otlp-traces-endpoint") == 1 and serve[-2:] == ["--swap-space", "4"]
+
+
+def test_otlp_flags_per_instance_override_and_off():
+    unit = render("vllm.service.j2", dict(INSTANCE, otlp_traces_endpoint="https://collector.example:4317", collect_detailed_traces=["all"]),
+                  vllm_otlp_traces_endpoint="http://otel.example:4317")
+    serve = serve_args(unit)
+    assert serve[serve.index("--otlp-traces-endpoint") + 1] == "https://collector.example:4317"
+    assert serve[serve.index("--collect-detailed-traces") + 1] == "all"
+    # an instance turns tracing off with an empty value, whatever the role default says
+    serve = serve_args(render("vllm.service.j2", dict(INSTANCE, otlp_traces_endpoint=""), vllm_otlp_traces_endpoint="http://otel.example:4317",
+                              vllm_collect_detailed_traces=["all"]))
+    assert "--otlp-traces-endpoint" not in serve and "--collect-detailed-traces" not in serve
+
+
+VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(os.path.dirname(os.path.dirname(ROLE)), ".cache", "vllm-venv", "bin", "python"))
+
+
+def test_vllm_0_32_reads_the_otlp_flags():
+    """The rendered command line through vLLM 0.32's own parser (as roles/tgi/tests/test_tgi_migration_filter.py does), then its
+    ObservabilityConfig, whose validators refuse the endpoint when the venv cannot import OpenTelemetry."""
+    # INSTANCE's --swap-space is gone from vLLM 0.32: an option it has follows the detailed-traces list instead
+    unit = render("vllm.service.j2", dict(INSTANCE, otlp_traces_endpoint="grpc://otel.example:4317", collect_detailed_traces=["model", "worker"],
+                                          extra_args=["--max-num-batched-tokens", "4096"]))
+    serve = serve_args(unit)
+    if not os.path.exists(VLLM_PYTHON):
+        pytest.skip("no vLLM venv python at %s (set LLM_TEST_VLLM_PYTHON; tools/artefacts.py builds .cache/vllm-venv)" % VLLM_PYTHON)
+    script = ("import json, sys\n"
+              "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+              "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
+              "from vllm.config.observability import ObservabilityConfig\n"
+              "ns = make_arg_parser(FlexibleArgumentParser()).parse_args(json.loads(sys.argv[1]))\n"
+              "cfg = ObservabilityConfig(otlp_traces_endpoint=ns.otlp_traces_endpoint, collect_detailed_traces=ns.collect_detailed_traces)\n"
+              "print('PARSED=' + json.dumps({'otlp_traces_endpoint': cfg.otlp_traces_endpoint, 'collect_detailed_traces': cfg.collect_detailed_traces,\n"
+              "                              'max_num_batched_tokens': ns.max_num_batched_tokens, 'model': ns.model}))\n")
+    proc = subprocess.run([VLLM_PYTHON, "-c", script, json.dumps(serve)], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parsed = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("PARSED=")][0][len("PARSED="):])
+    assert parsed == {"otlp_traces_endpoint": "grpc://otel.example:4317", "collect_detailed_traces": ["model", "worker"],
+                      "max_num_batched_tokens": 4096, "model": "/srv/llm/models/llama-3-8b"}
