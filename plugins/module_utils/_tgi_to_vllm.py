@@ -37,7 +37,7 @@ class TgiMigrationError(ValueError):
 # Keys of a tgi_instances entry after the role's defaults (roles/tgi/vars/main.yml __tgi_instance_keys).
 REQUIRED_KEYS = ("name", "model_id", "bind_address", "port", "num_shard", "max_input_tokens", "max_total_tokens",
                  "max_concurrent_requests", "quantize", "graceful_termination_timeout", "api_key", "extra_args", "env")
-OPTIONAL_KEYS = ("state", "shm_size")
+OPTIONAL_KEYS = ("state", "shm_size", "otlp_endpoint", "otlp_service_name")
 
 # TGI's launcher defaults of the options the migration carries (launcher/src/main.rs).
 TGI_DEFAULT_MAX_CONCURRENT_REQUESTS = 128
@@ -104,6 +104,8 @@ RESERVED = {
 # The role keys that are launcher options: the template passes them on the command line.
 KEY_OPTIONS = (("num_shard", "num-shard"), ("max_input_tokens", "max-input-tokens"), ("max_total_tokens", "max-total-tokens"),
                ("max_concurrent_requests", "max-concurrent-requests"), ("quantize", "quantize"))
+# The same for the optional keys, which the template passes only when set (empty is off).
+OPTIONAL_KEY_OPTIONS = (("otlp_endpoint", "otlp-endpoint"), ("otlp_service_name", "otlp-service-name"))
 
 # Options carried to a vLLM key or option (tgi_to_vllm below).
 MAPPED = ("revision", "sharded", "num-shard", "quantize", "dtype", "kv-cache-dtype", "trust-remote-code",
@@ -413,6 +415,9 @@ def tgi_to_vllm(instance, gpu_count=None, aliases=None, tgi_env=None):
     settings = _Settings(where)
     for key, option in KEY_OPTIONS:
         if instance[key] is not None:
+            settings.set(option, _parse_value(option, instance[key], "%s %s" % (where, key), "Fix %s (or tgi_%s)" % (key, key)), key)
+    for key, option in OPTIONAL_KEY_OPTIONS:
+        if instance.get(key) not in (None, ""):
             settings.set(option, _parse_value(option, instance[key], "%s %s" % (where, key), "Fix %s (or tgi_%s)" % (key, key)), key)
     unknown = []
     _parse_extra_args(instance["extra_args"], where, settings, unknown)

@@ -138,3 +138,19 @@ def test_filter_called_directly():
     assert tgi_to_vllm(inst, gpu_count=0)["instance"]["tensor_parallel_size"] == 2
     with pytest.raises(AnsibleFilterError, match="gpu_count"):
         tgi_to_vllm(dict(inst, num_shard=None), strict=True)
+
+
+def test_otlp_keys_of_the_tgi_role_carry_over():
+    """The tgi role's otlp_endpoint (role default or instance key) becomes vLLM's --otlp-traces-endpoint; the service name is
+    dropped with a note; the same option given twice (key and extra_args) is an error, as TGI's launcher refuses it."""
+    result = migrate(dict(ENTRY, otlp_service_name="tgi-mistral"), "onprem.llm_serving.tgi_to_vllm", tgi_otlp_endpoint="http://otel:4317")
+    extra = result["instance"]["extra_args"]
+    assert extra[extra.index("--otlp-traces-endpoint") + 1] == "http://otel:4317" and result["refused"] == []
+    assert "otlp_endpoint -> --otlp-traces-endpoint http://otel:4317" in result["notes"]
+    assert any(n.startswith("otlp_service_name: dropped;") for n in result["notes"])
+    serve = exec_start(render_vllm("vllm.service.j2", result["instance"]))
+    assert serve[serve.index("--otlp-traces-endpoint") + 1] == "http://otel:4317"
+    # the role's empty default is off: nothing carried
+    assert "--otlp-traces-endpoint" not in migrate(ENTRY, "onprem.llm_serving.tgi_to_vllm")["instance"].get("extra_args", [])
+    with pytest.raises(AnsibleFilterError, match=r"otlp_endpoint and extra_args --otlp-endpoint both set --otlp-endpoint"):
+        migrate(dict(ENTRY, otlp_endpoint="http://otel:4317", extra_args=["--otlp-endpoint", "http://b:4317"]), "onprem.llm_serving.tgi_to_vllm")

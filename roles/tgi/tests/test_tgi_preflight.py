@@ -43,3 +43,52 @@ def test_preflight_refuses_without_printing_the_key(tmp_path, extra, expect):
     for text in expect:
         assert text in out, out
     assert "do-not-print-me" not in out
+
+
+OTLP_WHERE = "otlp_endpoint (tgi_instances[bloom].otlp_endpoint, or tgi_otlp_endpoint for every instance)"
+
+
+@pytest.mark.parametrize("extra, expect", [
+    ({"tgi_otlp_endpoint": "otel.example:4317", "tgi_instances": [GOOD]},
+     ["instance bloom: " + OTLP_WHERE + ' is "otel.example:4317"', "http://HOST:PORT", 'set it to "" to turn tracing off']),
+    ({"tgi_instances": [dict(GOOD, otlp_endpoint="grpc://otel.example:4317")]}, [OTLP_WHERE + ' is "grpc://otel.example:4317"']),
+    ({"tgi_instances": [dict(GOOD, otlp_endpoint="http://otel.example:4317/v1/traces")]}, ["no path"]),
+    ({"tgi_instances": [dict(GOOD, otlp_endpoint="http://otel.example:0")]}, [OTLP_WHERE + ' is "http://otel.example:0"']),
+    ({"tgi_otlp_endpoint": "https://otel.example:4317", "tgi_instances": [GOOD]}, ["exports OTLP over gRPC without TLS"]),
+    ({"tgi_otlp_endpoint": "http://u:do-not-print-me@otel.example:4317", "tgi_instances": [GOOD]},
+     [OTLP_WHERE + " carries user:password@ (value not shown)"]),
+    ({"tgi_otlp_endpoint": "http://localhost:4317", "tgi_instances": [GOOD]},
+     [OTLP_WHERE + ' is "http://localhost:4317", a loopback address', "--network host in tgi_container_extra_args"]),
+    ({"tgi_otlp_service_name": "tgi-fleet", "tgi_instances": [GOOD]},
+     ["otlp_service_name (tgi_instances[bloom].otlp_service_name, or tgi_otlp_service_name) is set but otlp_endpoint is empty"]),
+    ({"tgi_otlp_endpoint": "http://otel.example:4317", "tgi_instances": [dict(GOOD, otlp_service_name="my service")]},
+     ['otlp_service_name (tgi_instances[bloom].otlp_service_name, or tgi_otlp_service_name) is "my service"']),
+    ({"tgi_otlp_endpoint": "http://otel.example:4317", "tgi_instances": [dict(GOOD, extra_args=["--otlp-endpoint=http://b.example:4317"])]},
+     ["--otlp-endpoint in extra_args (tgi_instances[bloom].extra_args or tgi_extra_args) sets the collector too, beside " + OTLP_WHERE]),
+    ({"tgi_otlp_endpoint": "http://otel.example:4317", "tgi_env": {"OTLP_ENDPOINT": "http://b.example:4317"}, "tgi_instances": [GOOD]},
+     ["OTLP_ENDPOINT in env (tgi_env or tgi_instances[bloom].env) sets the collector too"]),
+    ({"tgi_otlp_endpoint": "http://otel.example:4317", "tgi_instances": [dict(GOOD, otlp_service_name="a", env={"OTLP_SERVICE_NAME": "b"})]},
+     ["OTLP_SERVICE_NAME in env (tgi_env or tgi_instances[bloom].env) sets the service name too"]),
+])
+def test_preflight_refuses_bad_opentelemetry_settings(tmp_path, extra, expect):
+    result = run_role(tmp_path, **extra)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    for text in expect:
+        assert text in out, out
+    assert "do-not-print-me" not in out
+
+
+def test_preflight_accepts_opentelemetry_settings(tmp_path):
+    """Good values pass the check (the run may stop later, at the host's container CLI or ports)."""
+    instances = [GOOD, dict(GOOD, name="two", port=3001, otlp_endpoint="http://[fd00::5]:4317", otlp_service_name="tgi-two"),
+                 dict(GOOD, name="three", port=3002, otlp_endpoint="http://127.0.0.1:4317"),
+                 dict(GOOD, name="four", port=3003, otlp_endpoint="", otlp_service_name="",
+                      extra_args=["--otlp-endpoint", "http://otel.example:4317"])]
+    result = run_role(tmp_path, tgi_otlp_endpoint="http://otel.example:4317", tgi_otlp_service_name="tgi-fleet",
+                      tgi_container_extra_args=["--network=host"], tgi_instances=instances)
+    out = result.stdout + result.stderr
+    task = out[out.index("OpenTelemetry settings"):]
+    task = task[:task.index("TASK [")]
+    assert [ln for ln in task.splitlines() if ln.startswith("ok: ")] == ["ok: [localhost] => (item=%s) => " % i["name"] for i in instances], out
+    assert "do-not-print-me" not in out

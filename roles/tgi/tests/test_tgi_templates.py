@@ -133,3 +133,32 @@ def test_unit_refuses_reserved_extra_args_without_showing_them():
     with pytest.raises(Exception) as err:
         render("tgi.service.j2", dict(INSTANCE, extra_args=["--api-key=k3y"]))
     assert "sets --api-key," in str(err.value) and "k3y" not in str(err.value)
+
+
+def launcher_args(unit):
+    argv = exec_start(unit)
+    return argv[argv.index("ghcr.io/huggingface/text-generation-inference:3.3.6") + 1:]
+
+
+def test_otlp_flags_absent_by_default():
+    launcher = launcher_args(render("tgi.service.j2", INSTANCE))
+    assert "--otlp-endpoint" not in launcher and "--otlp-service-name" not in launcher
+
+
+def test_otlp_flags_from_the_role_defaults():
+    opts = dict(zip(*[iter(launcher_args(render("tgi.service.j2", INSTANCE, tgi_otlp_endpoint="http://otel.example:4317",
+                                                tgi_otlp_service_name="tgi-fleet")))] * 2))
+    assert opts["--otlp-endpoint"] == "http://otel.example:4317" and opts["--otlp-service-name"] == "tgi-fleet"
+    # no service name: TGI's own default (text-generation-inference.router), no flag
+    launcher = launcher_args(render("tgi.service.j2", INSTANCE, tgi_otlp_endpoint="http://otel.example:4317"))
+    assert launcher[launcher.index("--otlp-endpoint") + 1] == "http://otel.example:4317" and "--otlp-service-name" not in launcher
+
+
+def test_otlp_flags_per_instance_override_and_off():
+    launcher = launcher_args(render("tgi.service.j2", dict(INSTANCE, otlp_endpoint="http://10.0.0.5:4317", otlp_service_name="tgi-mistral"),
+                                    tgi_otlp_endpoint="http://otel.example:4317"))
+    opts = dict(zip(launcher[::2], launcher[1::2]))
+    assert opts["--otlp-endpoint"] == "http://10.0.0.5:4317" and opts["--otlp-service-name"] == "tgi-mistral"
+    launcher = launcher_args(render("tgi.service.j2", dict(INSTANCE, otlp_endpoint=""), tgi_otlp_endpoint="http://otel.example:4317",
+                                    tgi_otlp_service_name="tgi-fleet"))
+    assert "--otlp-endpoint" not in launcher and "--otlp-service-name" not in launcher
