@@ -39,6 +39,7 @@ RERUN = "ansible-playbook site.yml -e @.cache/bundle/vars.yml"
 RECHECK = "ansible-playbook site.yml --tags smoke,vllm_smoke,tgi_smoke,ollama_smoke"
 BENCH = "ansible-playbook site.yml playbooks/benchmark.yml --tags vllm_smoke,tgi_smoke,ollama_smoke,benchmark"
 KEY = "export API_KEY=$(python3 tools/lab.py key)"
+STATUS = "ansible-playbook playbooks/status.yml"
 DOORS = "python3 tools/lab.py doors"
 
 # Each command the README shows, and where it runs. A README command missing here fails the meta test below.
@@ -51,6 +52,7 @@ RUN_BY = {
     "make lab-down": "tests/run_all.py, the last stage (lab-down): the lab's dockerd is gone and its hosts with it",
     RECHECK: "test_recheck_command",
     KEY: "test_make_lab_prints_door_lines_that_work",
+    STATUS: "test_status_command",
     DOORS: "test_make_lab_prints_door_lines_that_work",
     BENCH: "test_benchmark_command",
     "ansible-galaxy collection build --output-path dist/": "tests/unit/release/conftest.py::collection_tarball",
@@ -200,6 +202,36 @@ def test_make_lab_prints_door_lines_that_work(converged):
     # without the key the same line is refused by the gateway
     refused = sh(curls[0])
     assert '"a valid API key is required' in refused.stdout
+
+
+@needs_lab
+def test_status_command(converged):
+    """make lab deployed the lab's monitoring (stage 7: Prometheus and Alertmanager on llm-lab-2, air-gapped, from the
+    bundle); the README's status command prints one line per endpoint from it, both engines up, no alert firing;
+    every target of the lab's Prometheus is up (the vLLM on loopback through its gateway's metrics listener)."""
+    deadline = time.monotonic() + 120
+    while True:
+        targets = json.loads(docker("exec", "llm-lab-2", "python3", "-c", "import urllib.request, sys; sys.stdout.write("
+                                    "urllib.request.urlopen('http://127.0.0.1:9090/api/v1/targets').read().decode())").stdout)
+        health = sorted((t["labels"]["job"], t["labels"].get("llm_host", ""), t["health"]) for t in targets["data"]["activeTargets"])
+        if all(h == "up" for _job, _host, h in health) or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    print("\n".join("%-12s %-10s %s" % row for row in health))
+    wanted = {("vllm", "llm-lab-1"), ("node", "llm-lab-1"), ("node", "llm-lab-2"), ("haproxy", "llm-lab-1"), ("haproxy", "llm-lab-2")}
+    assert {(job, host) for job, host, _h in health} >= wanted, health
+    assert all(h == "up" for _job, _host, h in health), health
+    deadline = time.monotonic() + 180  # the Ollama probe's timer publishes its first file within its interval
+    while True:
+        proc = sh(STATUS)
+        assert proc.returncode == 0, proc.stdout[-4000:]
+        table = proc.stdout[proc.stdout.index("Print the fleet"):]
+        if re.search(r"llm-lab-2\s+ollama\s+ollama\s+yes", table) or time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    print(table[:2000])
+    assert re.search(r"llm-lab-1\s+tiny\s+vllm\s+yes", table), table[:2000]
+    assert re.search(r"llm-lab-2\s+ollama\s+ollama\s+yes", table), table[:2000]
 
 
 @needs_lab
