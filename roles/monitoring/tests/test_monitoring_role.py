@@ -259,8 +259,8 @@ def test_status_queries_parse_in_promtool(tmp_path):
     assert result.returncode == 0 and "SUCCESS: 11 rules found" in result.stdout, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("interval, timeout, refused", [("5s", "4s", False), ("15s", "15s", False), ("1m", "30s", False),
-                                                         ("5s", "10s", True), ("5", "4s", True), ("5s", "1h", True)])
+@pytest.mark.parametrize("interval, timeout, refused", [
+    ("5s", "4s", False), ("15s", "15s", False), ("1m", "30s", False), ("5s", "10s", True), ("5", "4s", True), ("5s", "1h", True)])
 def test_a_scrape_timeout_above_the_interval_is_refused_naming_both(tmp_path, interval, timeout, refused):
     """Prometheus refuses it ("global scrape timeout greater than scrape interval"); the role says which variables."""
     proc = role_templates.run_role(tmp_path, "monitoring", "monitoring_preflight", {
