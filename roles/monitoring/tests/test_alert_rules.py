@@ -110,3 +110,26 @@ def test_thresholds_are_the_role_variables(tmp_path, variable, value, needle, al
     failed = [line.split("alertname: ")[1].split(",")[0] for line in output.splitlines() if "alertname: " in line]
     also = {"TextfileMetricsStale": {"TextfileMetricsMissing"}}.get(alert, set())
     assert set(failed) == {alert} | also, output
+
+
+def test_gpu_rules_and_panels_name_what_the_probe_wrote_on_a_real_h200(tmp_path):
+    """The GPU probe's textfile from a real H200 (tests/gpu/prove_gpu_probe.py on the device machine, 2026-11-29): it is
+    valid Prometheus text (promtool check metrics), and every onprem_gpu_* name and label the alert rules and the
+    dashboard use is in it, so the GPU alerts and panels read series that really exist."""
+    import re
+    sys.path.insert(0, TESTS)
+    from test_dashboard import dashboard, expand, queries  # pylint: disable=import-outside-toplevel
+    recorded = os.path.join(REPO, "tests", "gpu", "results", "2026-11-29", "gpu_probe", "gpu_probe.prom")
+    text = open(recorded).read()
+    check = subprocess.run([promtool(), "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    names = set(re.findall(r"^(onprem_gpu_[a-z_]+)", text, re.M))
+    labels = set(re.findall(r'([a-z_]+)="', text))
+    used = render(RULES + ".j2") + "\n".join(expand(expr) for _title, _ref, expr in queries(dashboard()))
+    # onprem_gpu_last_xid appears only after an XID event, onprem_gpu_probe_info only without a GPU, and
+    # onprem_gpu_retired_pages only on GPUs before Ampere (NVML: NOT_SUPPORTED on the H200, which remaps rows instead)
+    wanted = set(re.findall(r"\b(onprem_gpu_[a-z_]+)", used)) - {"onprem_gpu_last_xid", "onprem_gpu_probe_info", "onprem_gpu_retired_pages"}
+    assert wanted and wanted <= names, sorted(wanted - names)
+    for selector in re.findall(r"onprem_gpu_[a-z_]+\{([^}]*)\}", used):
+        for label in re.findall(r"([a-z_]+)\s*[=!~]", selector):
+            assert label in labels | {"llm_host", "instance", "job"}, (label, selector)
