@@ -68,3 +68,26 @@ def run_role(tmp_path, role, tags, extra_vars, verbosity=None, timeout=300):
                           + ["-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"),
                              "--tags", tags],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(ROOT, ".cache", "vllm-venv", "bin", "python"))
+
+
+def vllm_parse(argv, keys, then=""):
+    """A vLLM command line through vLLM 0.32's own argument parser, in the vLLM venv (one Python start): {key: value} of
+    the parsed namespace for ``keys``. ``then``: Python run after the parse with ``ns`` and ``values`` (e.g. build a
+    config that validates them, and put what it kept in ``values``). Skips the calling test without the venv."""
+    import pytest  # pylint: disable=import-outside-toplevel
+    if not os.path.exists(VLLM_PYTHON):
+        pytest.skip("no vLLM venv python at %s (set LLM_TEST_VLLM_PYTHON; tools/artefacts.py builds .cache/vllm-venv)" % VLLM_PYTHON)
+    script = ("import json, sys\n"
+              "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
+              "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
+              "ns = make_arg_parser(FlexibleArgumentParser()).parse_args(json.loads(sys.argv[1]))\n"
+              "values = {k: getattr(ns, k) for k in json.loads(sys.argv[2])}\n"
+              + then +
+              "print('PARSED=' + json.dumps(values))\n")
+    proc = subprocess.run([VLLM_PYTHON, "-c", script, json.dumps(list(argv)), json.dumps(list(keys))], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads([line for line in proc.stdout.splitlines() if line.startswith("PARSED=")][0][len("PARSED="):])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -24,11 +23,10 @@ ROLE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(os.path.dirname(ROLE))
 VLLM_ROLE = os.path.join(ROOT, "roles", "vllm")
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from role_templates import exec_start, render_instance, role_vars  # noqa: E402  pylint: disable=wrong-import-position
+from role_templates import exec_start, render_instance, role_vars, vllm_parse  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.onprem.llm_serving.plugins.filter.tgi_migration import tgi_to_vllm  # noqa: E402  pylint: disable=wrong-import-position
 
 KEY = "tgi-key-do-not-print-me"
-VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(ROOT, ".cache", "vllm-venv", "bin", "python"))
 ENTRY = {"name": "mistral", "model_id": "/srv/llm/models/mistral-7b", "num_shard": 2, "max_input_tokens": 4096,
          "max_total_tokens": 8192, "max_concurrent_requests": 64, "quantize": "awq", "api_key": KEY,
          "extra_args": ["--max-batch-prefill-tokens", "4096", "--cuda-memory-fraction", "0.85"], "env": {"NCCL_DEBUG": "WARN"}}
@@ -73,18 +71,8 @@ def test_vllm_unit_from_the_result_and_vllm_0_32_reads_it():
                    "--max-num-batched-tokens 4096"):
         assert expect in text, text
     assert serve.count("--served-model-name") == 1
-    if not os.path.exists(VLLM_PYTHON):
-        pytest.skip("no vLLM venv python at %s (set LLM_TEST_VLLM_PYTHON; tools/artefacts.py builds .cache/vllm-venv)" % VLLM_PYTHON)
-    script = ("import json, sys\n"
-              "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
-              "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
-              "ns = make_arg_parser(FlexibleArgumentParser()).parse_args(json.loads(sys.argv[1]))\n"
-              "keys = ['model', 'served_model_name', 'host', 'port', 'tensor_parallel_size', 'gpu_memory_utilization',\n"
-              "        'max_model_len', 'quantization', 'shutdown_timeout', 'max_num_queued_reqs', 'max_num_batched_tokens']\n"
-              "print('PARSED=' + json.dumps({k: getattr(ns, k) for k in keys}))\n")
-    proc = subprocess.run([VLLM_PYTHON, "-c", script, json.dumps(serve)], capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    parsed = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("PARSED=")][0][len("PARSED="):])
+    parsed = vllm_parse(serve, ['model', 'served_model_name', 'host', 'port', 'tensor_parallel_size', 'gpu_memory_utilization',
+                                'max_model_len', 'quantization', 'shutdown_timeout', 'max_num_queued_reqs', 'max_num_batched_tokens'])
     assert parsed == {"model": "/srv/llm/models/mistral-7b", "served_model_name": ["/srv/llm/models/mistral-7b", "tgi"],
                       "host": "127.0.0.1", "port": 3000, "tensor_parallel_size": 2, "gpu_memory_utilization": 0.85,
                       "max_model_len": 8192, "quantization": "awq", "shutdown_timeout": 90, "max_num_queued_reqs": 64,
@@ -101,18 +89,8 @@ def test_vllm_0_32_reads_the_other_mapped_options():
     serve = exec_start(render_vllm("vllm.service.j2", inst))
     serve = serve[serve.index("vllm.entrypoints.openai.api_server") + 1:]
     assert "--max-model-len" in serve and serve[serve.index("--max-model-len") + 1] == "auto"
-    if not os.path.exists(VLLM_PYTHON):
-        pytest.skip("no vLLM venv python at %s" % VLLM_PYTHON)
-    script = ("import json, sys\n"
-              "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
-              "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
-              "ns = make_arg_parser(FlexibleArgumentParser()).parse_args(json.loads(sys.argv[1]))\n"
-              "keys = ['served_model_name', 'max_model_len', 'quantization', 'kv_cache_dtype', 'trust_remote_code', 'revision',\n"
-              "        'dtype', 'otlp_traces_endpoint', 'allowed_origins', 'max_num_seqs']\n"
-              "print('PARSED=' + json.dumps({k: getattr(ns, k) for k in keys}))\n")
-    proc = subprocess.run([VLLM_PYTHON, "-c", script, json.dumps(serve)], capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    parsed = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("PARSED=")][0][len("PARSED="):])
+    parsed = vllm_parse(serve, ['served_model_name', 'max_model_len', 'quantization', 'kv_cache_dtype', 'trust_remote_code',
+                                'revision', 'dtype', 'otlp_traces_endpoint', 'allowed_origins', 'max_num_seqs'])
     assert parsed == {"served_model_name": ["/srv/llm/models/mistral-7b"], "max_model_len": -1, "quantization": "fp8_per_tensor",
                       "kv_cache_dtype": "fp8_e4m3", "trust_remote_code": True, "revision": "main", "dtype": "bfloat16",
                       "otlp_traces_endpoint": "http://otel:4317", "allowed_origins": ["https://a.example"], "max_num_seqs": 16}

@@ -10,16 +10,14 @@ Run: .venv/bin/pytest roles/vllm/tests/
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 
 import pytest
 
 ROLE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(ROLE)), "tests"))
-from role_templates import exec_start, render_instance, role_vars as _role_vars  # noqa: E402  pylint: disable=wrong-import-position
+from role_templates import exec_start, render_instance, role_vars as _role_vars, vllm_parse  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def role_vars(**overrides):
@@ -225,9 +223,6 @@ def test_otlp_flags_per_instance_override_and_off():
     assert "--otlp-traces-endpoint" not in serve and "--collect-detailed-traces" not in serve
 
 
-VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(os.path.dirname(os.path.dirname(ROLE)), ".cache", "vllm-venv", "bin", "python"))
-
-
 def test_vllm_0_32_reads_the_otlp_flags():
     """The rendered command line through vLLM 0.32's own parser (as roles/tgi/tests/test_tgi_migration_filter.py does), then its
     ObservabilityConfig, whose validators refuse the endpoint when the venv cannot import OpenTelemetry."""
@@ -235,18 +230,9 @@ def test_vllm_0_32_reads_the_otlp_flags():
     unit = render("vllm.service.j2", dict(INSTANCE, otlp_traces_endpoint="grpc://otel.example:4317", collect_detailed_traces=["model", "worker"],
                                           extra_args=["--max-num-batched-tokens", "4096"]))
     serve = serve_args(unit)
-    if not os.path.exists(VLLM_PYTHON):
-        pytest.skip("no vLLM venv python at %s (set LLM_TEST_VLLM_PYTHON; tools/artefacts.py builds .cache/vllm-venv)" % VLLM_PYTHON)
-    script = ("import json, sys\n"
-              "from vllm.utils.argparse_utils import FlexibleArgumentParser\n"
-              "from vllm.entrypoints.launchers.cli_args import make_arg_parser\n"
-              "from vllm.config.observability import ObservabilityConfig\n"
-              "ns = make_arg_parser(FlexibleArgumentParser()).parse_args(json.loads(sys.argv[1]))\n"
-              "cfg = ObservabilityConfig(otlp_traces_endpoint=ns.otlp_traces_endpoint, collect_detailed_traces=ns.collect_detailed_traces)\n"
-              "print('PARSED=' + json.dumps({'otlp_traces_endpoint': cfg.otlp_traces_endpoint, 'collect_detailed_traces': cfg.collect_detailed_traces,\n"
-              "                              'max_num_batched_tokens': ns.max_num_batched_tokens, 'model': ns.model}))\n")
-    proc = subprocess.run([VLLM_PYTHON, "-c", script, json.dumps(serve)], capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    parsed = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("PARSED=")][0][len("PARSED="):])
+    parsed = vllm_parse(serve, ["max_num_batched_tokens", "model"], then=(
+        "from vllm.config.observability import ObservabilityConfig\n"
+        "cfg = ObservabilityConfig(otlp_traces_endpoint=ns.otlp_traces_endpoint, collect_detailed_traces=ns.collect_detailed_traces)\n"
+        "values.update(otlp_traces_endpoint=cfg.otlp_traces_endpoint, collect_detailed_traces=cfg.collect_detailed_traces)\n"))
     assert parsed == {"otlp_traces_endpoint": "grpc://otel.example:4317", "collect_detailed_traces": ["model", "worker"],
                       "max_num_batched_tokens": 4096, "model": "/srv/llm/models/llama-3-8b"}
