@@ -313,7 +313,18 @@ def test_killing_the_lab_vllm_fires_engine_down_and_it_resolves_when_back(stack)
     _gone, resolved_after = wait_for("LlmEngineDown of the lab vLLM resolved", lambda: alert(False), 300, step=1)
     new_pid = lab("llm-lab-1", "systemctl", "show", "-p", "MainPID", "--value", "vllm-tiny.service").stdout.strip()
     assert new_pid not in ("", "0", pid)
+
+    def door_ready():
+        try:
+            return lab_doors.context(stack["door"]) and urllib.request.urlopen(urllib.request.Request(
+                stack["door"]["url"] + "/v1/models", headers={"Authorization": "Bearer " + stack["key"]}),
+                timeout=5, context=lab_doors.context(stack["door"])).status == 200
+        except OSError:
+            return False
+
+    # the door's health checks (rise 2, every 2 s) put the replica back a few seconds after its /metrics answers again
+    _ready, door_after = wait_for("the door routes to the restarted vLLM", door_ready, 60)
     out = benchmark(stack, 4, 2)
     print("\nkill -9 of the lab's vLLM (pid %s): LlmEngineDown in Alertmanager %.1f s later; resolved in Prometheus %.1f s after "
-          "that (the new process %s answers); a benchmark through the gateway after it: %d/4 completed"
-          % (pid, fired_after, resolved_after, new_pid, out["completed"]))
+          "that (the new process %s answers); the door routes to it %.1f s after that; a benchmark through the gateway: "
+          "%d/4 completed" % (pid, fired_after, resolved_after, new_pid, door_after, out["completed"]))

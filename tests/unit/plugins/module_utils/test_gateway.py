@@ -65,6 +65,7 @@ def test_a_door_per_group_with_every_replica_behind_it():
     assert "stats socket /run/haproxy/admin.sock mode 660 level admin" in config
     assert "timeout server 15m" in config and "timeout client 15m" in config
     assert "bind 127.0.0.1:8405" in config and "prometheus-exporter" in config
+    assert config.count("    option http-buffer-request\n") == 2  # each door answers a refusal cleanly (HTTP/2)
 
 
 def test_the_maps_and_what_holds_a_secret():
