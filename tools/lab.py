@@ -41,7 +41,6 @@ import hashlib
 import json
 import os
 import secrets
-import shlex
 import shutil
 import string
 import subprocess
@@ -520,6 +519,15 @@ def lab_doors() -> list:
     return doors
 
 
+def gateway_module():
+    """The collection's gateway logic (standard library only), loaded from this checkout without Ansible."""
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    spec = importlib.util.spec_from_file_location("_gateway", os.path.join(ROOT, "plugins", "module_utils", "_gateway.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def door_lines(doors: list) -> str:
     """curl lines and client snippets for the doors; the key is read from $API_KEY (`tools/lab.py key` prints it)."""
     lines = [
@@ -528,22 +536,17 @@ def door_lines(doors: list) -> str:
         "    export API_KEY=$(python3 tools/lab.py key)",
     ]
     for door in doors:
-        url = f"https://{door['address']}:{door['port']}"
-        cacert = shlex.quote(door["cacert"]) if door["cacert"] else None
-        verify = f"--cacert {cacert} " if cacert else "-k "
-        model = door.get("model") or ""
+        # the curl line the gateway role prints too (plugins/module_utils/_gateway.py), verified with the host's certificate
+        req = gateway_module().door_requests(door, door["address"], door["cacert"] or True)
+        url, model = req["url"], door.get("model") or ""
         lines.append(f"{door['host']} door {door['name']} ({door['engine']} {model}): {url}")
+        lines.append("    " + req["curl"])
         if door["engine"] == "ollama":
-            body = json.dumps({"model": model, "prompt": "Hello", "stream": False})
-            lines.append(f"    curl -s {verify}{url}/api/generate -H \"Authorization: Bearer $API_KEY\" -d {shlex.quote(body)}")
             lines.append(f"    .venv/bin/python -c 'import os, ssl, ollama; c = ollama.Client(host=\"{url}\", "
                          f"verify=ssl.create_default_context(cafile=\"{door['cacert']}\"), "
                          f"headers={{\"Authorization\": \"Bearer \" + os.environ[\"API_KEY\"]}}); "
                          f"print(c.generate(model=\"{model}\", prompt=\"Hello\").response)'")
         else:
-            body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16})
-            lines.append(f"    curl -s {verify}{url}/v1/chat/completions -H \"Authorization: Bearer $API_KEY\" "
-                         f"-H 'Content-Type: application/json' -d {shlex.quote(body)}")
             lines.append(f"    .venv/bin/python -c 'import os, ssl, httpx, openai; c = openai.OpenAI(base_url=\"{url}/v1\", api_key=os.environ[\"API_KEY\"], "
                          f"http_client=httpx.Client(verify=ssl.create_default_context(cafile=\"{door['cacert']}\"))); "
                          f"print(c.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}], "
