@@ -63,6 +63,7 @@ def servers(socket_path, backend):
         known = sorted({r.get("pxname") for r in rows if r.get("svname") == "BACKEND"})
         raise HaproxyRuntimeError("the gateway has no backend %s (it has %s); check the door's name (be_<door>)"
                                   % (backend, ", ".join(known) or "none"))
+    admin = admin_states(socket_path, backend)
     out = {}
     for row in rows:
         if row.get("pxname") != backend or row.get("svname") in ("FRONTEND", "BACKEND"):
@@ -70,7 +71,30 @@ def servers(socket_path, backend):
         out[row["svname"]] = {"status": row.get("status", ""), "scur": _num(row, "scur"), "qcur": _num(row, "qcur"),
                               "weight": _num(row, "weight"), "check_status": row.get("check_status", ""),
                               "stot": _num(row, "stot"), "eresp": _num(row, "eresp"), "econ": _num(row, "econ"),
-                              "wretr": _num(row, "wretr"), "wredis": _num(row, "wredis")}
+                              "wretr": _num(row, "wretr"), "wredis": _num(row, "wredis"),
+                              "admin": admin.get(row["svname"], 0)}
+    return out
+
+
+# srv_admin_state bits (HAProxy's SRV_ADMF_*): forced maintenance and forced drain are what the runtime API sets
+ADMIN_FMAINT = 0x01
+ADMIN_FDRAIN = 0x08
+
+
+def admin_states(socket_path, backend):
+    """{server: srv_admin_state} from ``show servers state <backend>``: what an operator (or this module) asked,
+    whatever the health checks say (a drained replica that is restarting shows DOWN in show stat, not DRAIN)."""
+    out = {}
+    header = None
+    for line in send(socket_path, "show servers state %s" % backend).splitlines():
+        if line.startswith("# be_id"):
+            header = line[2:].split()
+        elif header and line and not line.startswith("#") and len(line.split()) >= len(header) - 2:
+            row = dict(zip(header, line.split()))
+            try:
+                out[row["srv_name"]] = int(row["srv_admin_state"])
+            except (KeyError, ValueError):
+                continue
     return out
 
 

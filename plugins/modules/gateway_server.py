@@ -17,7 +17,7 @@ description:
     replica back to ready at its configured weight.
   - O(state=drain) stops new requests to the replica and, with O(wait=true), waits until it holds no session and no
     queued request (a streamed generation is one session until its last chunk), at most O(drain_timeout) seconds. A
-    replica still busy then is reported (RV(idle) false, RV(after.scur)), not failed: the caller stops the engine,
+    replica still busy then is reported (RV(idle) false, RV(after.scur)), not failed; the caller stops the engine,
     whose own graceful shutdown (vLLM's C(--shutdown-timeout)) ends the rest.
   - O(state=ready) puts it back and, with O(wait=true), waits until its health checks say UP.
   - O(min_ready) refuses to drain or put in maintenance a replica when fewer than that many others would still take
@@ -104,7 +104,7 @@ before:
   description: The replica as C(show stat) saw it first.
   returned: always
   type: dict
-  sample: {status: UP, scur: 3, qcur: 0, weight: 1, check_status: L7OK, stot: 812, eresp: 0, econ: 0, wretr: 0, wredis: 0}
+  sample: {status: UP, admin: 0, scur: 3, qcur: 0, weight: 1, check_status: L7OK, stot: 812, eresp: 0, econ: 0, wretr: 0, wredis: 0}
 after:
   description: The replica at the end (after the wait).
   returned: always
@@ -128,15 +128,16 @@ from ansible_collections.onprem.llm_serving.plugins.module_utils import _haproxy
 
 
 def wanted_change(row, state, weight):
-    """What would change: (state change?, weight change?) from the status HAProxy shows."""
-    status = row["status"]
+    """What would change: (state change?, weight change?), from the admin state the runtime API set (not from the
+    status, which says DOWN while a drained replica restarts)."""
+    admin = row.get("admin", 0)
     state_change = False
     if state == "drain":
-        state_change = not status.startswith("DRAIN")
+        state_change = not admin & rt.ADMIN_FDRAIN or bool(admin & rt.ADMIN_FMAINT)
     elif state == "maint":
-        state_change = not status.startswith("MAINT")
+        state_change = not admin & rt.ADMIN_FMAINT
     elif state == "ready":
-        state_change = status.startswith("DRAIN") or status.startswith("MAINT")
+        state_change = bool(admin & (rt.ADMIN_FDRAIN | rt.ADMIN_FMAINT))
     return state_change, weight is not None and row["weight"] != weight
 
 

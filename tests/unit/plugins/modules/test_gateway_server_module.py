@@ -213,3 +213,20 @@ def test_ready_waits_until_up_and_weights_shift_traffic(gateway, capsys):
 def test_weight_outside_haproxys_range_is_refused(gateway, capsys):
     result = run_module(capsys, {"socket": gateway["socket"], "door": "chat", "server": "llm-01-spare", "weight": 300})
     assert result["rc"] == 1 and "weight 300" in result["msg"] and "0-256" in result["msg"]
+
+
+@pytest.mark.parametrize("status, admin, state, change", [
+    ("DOWN", rt.ADMIN_FDRAIN, "ready", True),   # drained and restarting: show stat says DOWN, the drain is still set
+    ("UP", 0, "ready", False), ("DOWN", 0, "ready", False),
+    ("DRAIN", rt.ADMIN_FDRAIN, "drain", False), ("UP", 0, "drain", True), ("MAINT", rt.ADMIN_FMAINT, "drain", True),
+    ("MAINT", rt.ADMIN_FMAINT, "maint", False), ("DRAIN", rt.ADMIN_FDRAIN, "maint", True), ("MAINT", rt.ADMIN_FMAINT, "ready", True),
+])
+def test_changes_are_decided_from_the_admin_state_not_the_status(status, admin, state, change):
+    assert gateway_server.wanted_change({"status": status, "admin": admin, "weight": 1}, state, None) == (change, False)
+
+
+def test_admin_states_follow_the_runtime_api(gateway):
+    rt.set_state(gateway["socket"], "be_chat", "llm-01-spare", "drain")
+    assert rt.admin_states(gateway["socket"], "be_chat") == {"llm-01-tiny": 0, "llm-01-spare": rt.ADMIN_FDRAIN}
+    rt.set_state(gateway["socket"], "be_chat", "llm-01-spare", "ready")
+    assert rt.servers(gateway["socket"], "be_chat")["llm-01-spare"]["admin"] == 0
