@@ -7,7 +7,9 @@ from __future__ import annotations
 
 # test files that need the lab converged by test_readme_commands.py (vLLM on llm-lab-1, Ollama on llm-lab-2, behind the
 # hosts' gateways)
-AFTER_MAKE_LAB = ("test_gateway_lab.py", "test_monitoring_lab.py")
+AFTER_MAKE_LAB = ("test_gateway_lab.py", "test_monitoring_lab.py",
+                  # last: it adds a second vLLM replica on llm-lab-1 and rolls updates through it
+                  "test_update_lab.py")
 
 
 def pytest_collection_modifyitems(session, config, items):  # pylint: disable=unused-argument

@@ -55,6 +55,9 @@ RUN_BY = {
     STATUS: "test_status_command",
     DOORS: "test_make_lab_prints_door_lines_that_work",
     BENCH: "test_benchmark_command",
+    "ansible-playbook playbooks/update.yml":
+        "tests/integration/test_update_lab.py::test_a_flag_and_a_model_revision_roll_through_with_no_failed_request",
+    "ansible-playbook playbooks/rollback.yml": "tests/integration/test_update_lab.py::test_rollback_on_demand_goes_back_with_no_failed_request",
     "ansible-galaxy collection build --output-path dist/": "tests/unit/release/conftest.py::collection_tarball",
     "ansible-builder create --file execution-environment.yml --context dist/ee-context":
         "tests/unit/release/test_execution_environment.py::context",
