@@ -55,8 +55,8 @@ def main():
         files[name] = os.path.join(work, name + ".json")
         with open(files[name], "w") as handle:
             json.dump({"vllm_instances": instances(**extra)}, handle)
-    print("# rolling_update.py, %s, load average before: %s" % (datetime.datetime.now().isoformat(timespec="seconds"),
-                                                                   open("/proc/loadavg").read().split()[:3]))
+    now = datetime.datetime.now().isoformat(timespec="seconds")
+    print("# rolling_update.py, %s, load average before: %s" % (now, open("/proc/loadavg").read().split()[:3]))
     setup = playbook("site.yml", "--limit", "llm-lab-1", "--tags", "vllm,gateway", "-e", "@" + files["plain"])
     if setup.returncode != 0:
         sys.exit("setting up two replicas failed:\n" + setup.stdout[-3000:])

@@ -93,12 +93,11 @@ def lab(tmp_path_factory):
     sums = subprocess.run("sha256sum $(ls | grep -v SHA256SUMS)", shell=True, cwd=rev2, capture_output=True, text=True, check=True)
     (rev2 / "SHA256SUMS").write_text(sums.stdout)
     rev = {"name": "tiny-llama", "format": "hf"}
-    v = {"e0": write_vars(tmp / "e0.json", {"vllm_instances": instances(),
-                                           "models_list": [dict(rev, revision="onprem-demo-1", src=REV1)]}),
-         "e1": write_vars(tmp / "e1.json", {"vllm_instances": instances(max_num_seqs=32),
-                                           "models_list": [dict(rev, revision="onprem-demo-2", src=str(rev2))]}),
-         "broken": write_vars(tmp / "broken.json", {"vllm_instances": instances(max_num_seqs=32, extra_args=["--max-num-batched-tokens", "lots"]),
-                                                   "models_list": [dict(rev, revision="onprem-demo-2", src=str(rev2))]})}
+    rev1, rev2 = [dict(rev, revision="onprem-demo-1", src=REV1)], [dict(rev, revision="onprem-demo-2", src=str(rev2))]
+    v = {"e0": write_vars(tmp / "e0.json", {"vllm_instances": instances(), "models_list": rev1}),
+         "e1": write_vars(tmp / "e1.json", {"vllm_instances": instances(max_num_seqs=32), "models_list": rev2}),
+         "broken": write_vars(tmp / "broken.json", {
+             "models_list": rev2, "vllm_instances": instances(max_num_seqs=32, extra_args=["--max-num-batched-tokens", "lots"])})}
     # a second replica of the model on llm-lab-1, behind the same door
     proc = playbook("site.yml", "--limit", HOST, "--tags", "vllm,gateway", "-e", v["e0"])
     assert proc.returncode == 0, proc.stdout[-5000:]
