@@ -56,19 +56,13 @@ def parse_id_list(text):
 def format_id_list(ids):
     """``[0, 1, 2, 4]`` -> ``'0-2,4'``."""
     ids = sorted(set(int(i) for i in ids))
-    parts = []
-    start = prev = None
+    runs = []  # [first, last] of each run of consecutive ids
     for i in ids:
-        if start is None:
-            start = prev = i
-        elif i == prev + 1:
-            prev = i
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
         else:
-            parts.append(str(start) if start == prev else "%d-%d" % (start, prev))
-            start = prev = i
-    if start is not None:
-        parts.append(str(start) if start == prev else "%d-%d" % (start, prev))
-    return ",".join(parts)
+            runs.append([i, i])
+    return ",".join(str(a) if a == b else "%d-%d" % (a, b) for a, b in runs)
 
 
 def _nodes(cpus):

@@ -17,7 +17,7 @@ description:
     replica back to ready at its configured weight.
   - O(state=drain) stops new requests to the replica and, with O(wait=true), waits until it holds no session and no
     queued request (a streamed generation is one session until its last chunk), at most O(drain_timeout) seconds. A
-    replica still busy then is reported (RV(idle) false, RV(after.scur)), not failed; the caller stops the engine,
+    replica still busy then is reported (RV(idle) false, its sessions in RV(after)), not failed; the caller stops the engine,
     whose own graceful shutdown (vLLM's C(--shutdown-timeout)) ends the rest.
   - O(state=ready) puts it back and, with O(wait=true), waits until its health checks say UP.
   - O(min_ready) refuses to drain or put in maintenance a replica when fewer than that many others would still take
