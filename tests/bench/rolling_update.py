@@ -56,7 +56,7 @@ def main():
             json.dump({"vllm_instances": instances(**extra)}, handle)
     now = datetime.datetime.now().isoformat(timespec="seconds")
     print("# rolling_update.py, %s, load average before: %s" % (now, open("/proc/loadavg").read().split()[:3]))
-    setup = playbook("site.yml", "--limit", "llm-lab-1", "--tags", "vllm,gateway", "-e", "@" + files["plain"])
+    setup = playbook("site.yml", "--limit", "llm-lab-1", "--tags", "models,vllm,gateway", "-e", "@" + files["plain"])
     if setup.returncode != 0:
         sys.exit("setting up two replicas failed:\n" + setup.stdout[-3000:])
     door = lab_doors.doors()["llm-lab-1"]

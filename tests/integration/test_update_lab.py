@@ -99,7 +99,7 @@ def lab(tmp_path_factory):
          "broken": write_vars(tmp / "broken.json", {
              "models_list": rev2, "vllm_instances": instances(max_num_seqs=32, extra_args=["--max-num-batched-tokens", "lots"])})}
     # a second replica of the model on llm-lab-1, behind the same door
-    proc = playbook("site.yml", "--limit", HOST, "--tags", "vllm,gateway", "-e", v["e0"])
+    proc = playbook("site.yml", "--limit", HOST, "--tags", "models,vllm,gateway", "-e", v["e0"])
     assert proc.returncode == 0, proc.stdout[-5000:]
     doors = on_host("cat /etc/haproxy/onprem-gateway-doors.json")
     assert [s["name"] for s in json.loads(doors)["doors"][0]["servers"]] == ["llm-lab-1-tiny", "llm-lab-1-tiny-b"], doors
