@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.onprem.llm_serving.plugins.filter.vllm import vllm_cpu_plan
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _vllm_cpu as vc
 
 # the lab machine: 2 CPUs, one NUMA node
@@ -101,15 +100,3 @@ def test_bad_explicit_lists_are_refused(bind, words):
     p = vc.plan("x", 2, 1, bind, LAB)
     assert words in p["problem"], p["problem"]
     assert repr(bind) in p["problem"] or "'x'" in p["problem"]
-
-
-def test_the_filter_plans_every_instance():
-    plans = vllm_cpu_plan([{"name": "tiny", "tensor_parallel_size": 1, "pipeline_parallel_size": 1, "cpu_omp_threads_bind": None},
-                           {"name": "tp2", "tensor_parallel_size": "2", "pipeline_parallel_size": "1", "cpu_omp_threads_bind": None}], LAB)
-    assert plans["tiny"]["bind"] is None and plans["tp2"]["bind"] == "0|1"
-
-
-def test_the_filter_refuses_what_is_not_host_facts():
-    from ansible.errors import AnsibleFilterError
-    with pytest.raises(AnsibleFilterError, match="host_facts' cpus"):
-        vllm_cpu_plan([], {"cpus": 2})
