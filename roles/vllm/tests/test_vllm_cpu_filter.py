@@ -5,9 +5,14 @@
 controller). The plan itself: tests/unit/plugins/module_utils/test_vllm_cpu.py."""
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
-from ansible_collections.onprem.llm_serving.plugins.filter.vllm import vllm_cpu_plan
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "tests"))
+import role_templates  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+from ansible_collections.onprem.llm_serving.plugins.filter.vllm import vllm_cpu_plan  # noqa: E402  pylint: disable=wrong-import-position
 
 LAB = {"online": [0, 1], "allowed": [0, 1], "numa_nodes": [{"node": 0, "cpus": [0, 1]}]}
 
