@@ -173,6 +173,23 @@ def test_a_door_too_small_for_update_min_ready_is_refused_before_anything_change
     assert main_pids() == before
 
 
+def test_a_new_revision_never_removes_one_a_running_or_kept_unit_names(lab, tmp_path):
+    """After the rollback the units name revision 1 and the kept ones revision 2: staging revision 3 with
+    models_keep_revisions 2 would remove the older of them, but units name both."""
+    rev3 = tmp_path / "tiny-llama-3"
+    shutil.copytree(REV1, rev3)
+    config = json.loads((rev3 / "generation_config.json").read_text())
+    (rev3 / "generation_config.json").write_text(json.dumps(dict(config, onprem_demo_revision=3)))
+    sums = subprocess.run("sha256sum $(ls | grep -v SHA256SUMS)", shell=True, cwd=rev3, capture_output=True, text=True, check=True)
+    (rev3 / "SHA256SUMS").write_text(sums.stdout)
+    extra = write_vars(tmp_path / "rev3.json", {"models_list": [{"name": "tiny-llama", "format": "hf", "revision": "onprem-demo-3",
+                                                                 "src": str(rev3)}]})
+    proc = playbook("playbooks/models.yml", "--limit", HOST, "-e", extra)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert on_host("ls /srv/llm/models/.revisions/tiny-llama/").split() == ["onprem-demo-1", "onprem-demo-2", "onprem-demo-3"]
+    assert on_host("readlink /srv/llm/models/tiny-llama").strip() == ".revisions/tiny-llama/onprem-demo-3"
+
+
 def call_door(lab):
     import urllib.request
     door = lab["door"]
