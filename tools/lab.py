@@ -535,9 +535,10 @@ def door_lines(doors: list) -> str:
         f"The key is in the lab's vault ({os.path.relpath(GATEWAY_KEY_VAULT, ROOT)}); put it in your shell with:",
         "    export API_KEY=$(python3 tools/lab.py key)",
     ]
+    gateway = gateway_module()
     for door in doors:
         # the curl line the gateway role prints too (plugins/module_utils/_gateway.py), verified with the host's certificate
-        req = gateway_module().door_requests(door, door["address"], door["cacert"] or True)
+        req = gateway.door_requests(door, door["address"], door["cacert"] or True)
         url, model = req["url"], door.get("model") or ""
         lines.append(f"{door['host']} door {door['name']} ({door['engine']} {model}): {url}")
         lines.append("    " + req["curl"])

@@ -29,13 +29,6 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import lab_doors  # noqa: E402  pylint: disable=wrong-import-position
 import rolling_load  # noqa: E402  pylint: disable=wrong-import-position
 
-MODEL = "/srv/llm/models/tiny-llama"
-
-
-def instances(**extra):
-    return [dict({"name": "tiny", "model": MODEL, "served_model_name": "tiny", "port": 8000}, **extra),
-            dict({"name": "tiny-b", "model": MODEL, "served_model_name": "tiny", "port": 8001}, **extra)]
-
 
 def playbook(*args):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1")
@@ -53,7 +46,7 @@ def main():
     for name, extra in (("plain", {}), ("seqs", {"max_num_seqs": 32})):
         files[name] = os.path.join(work, name + ".json")
         with open(files[name], "w") as handle:
-            json.dump({"vllm_instances": instances(**extra)}, handle)
+            json.dump({"vllm_instances": rolling_load.two_replicas(**extra)}, handle)
     now = datetime.datetime.now().isoformat(timespec="seconds")
     print("# rolling_update.py, %s, load average before: %s" % (now, open("/proc/loadavg").read().split()[:3]))
     setup = playbook("site.yml", "--limit", "llm-lab-1", "--tags", "models,vllm,gateway", "-e", "@" + files["plain"])

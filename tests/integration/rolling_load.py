@@ -72,6 +72,14 @@ class Load(object):
         return sorted(self.records, key=lambda r: r["start_time"])
 
 
+def two_replicas(**extra):
+    """vllm_instances for llm-lab-1 with a second replica of the demo model behind the same door (test_update_lab.py,
+    tests/bench/rolling_update.py); ``extra`` goes into both (a flag, extra_args)."""
+    model = "/srv/llm/models/tiny-llama"
+    return [dict({"name": "tiny", "model": model, "served_model_name": "tiny", "port": 8000}, **extra),
+            dict({"name": "tiny-b", "model": model, "served_model_name": "tiny", "port": 8001}, **extra)]
+
+
 def _p(values, q):
     return bench.percentile(values, q) * 1000 if values else float("nan")
 

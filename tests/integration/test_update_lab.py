@@ -29,14 +29,21 @@ SOCK = os.path.join(ROOT, ".lab", "docker", "docker.sock")
 pytestmark = pytest.mark.skipif(not os.path.exists(SOCK), reason="lab dockerd not running: run `make lab`")
 VENV = os.path.join(ROOT, ".venv", "bin")
 HOST = "llm-lab-1"
-MODEL = "/srv/llm/models/tiny-llama"
 REV1 = os.path.join(ROOT, ".cache", "artefacts", "models", "tiny-llama")
 RATE = 2.0
 
 
-def instances(**extra):
-    return [dict({"name": "tiny", "model": MODEL, "served_model_name": "tiny", "port": 8000}, **extra),
-            dict({"name": "tiny-b", "model": MODEL, "served_model_name": "tiny", "port": 8001}, **extra)]
+instances = rolling_load.two_replicas
+
+
+def model_revision(dest, number):
+    """The demo model with one changed file (its revision number in generation_config.json) and its own SHA256SUMS."""
+    shutil.copytree(REV1, dest)
+    config = json.loads((dest / "generation_config.json").read_text())
+    (dest / "generation_config.json").write_text(json.dumps(dict(config, onprem_demo_revision=number), indent=2))
+    sums = subprocess.run("sha256sum $(ls | grep -v SHA256SUMS)", shell=True, cwd=dest, capture_output=True, text=True, check=True)
+    (dest / "SHA256SUMS").write_text(sums.stdout)
+    return dest
 
 
 def write_vars(path, value):
@@ -84,14 +91,7 @@ def under_load(lab, *args):
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("update")
-    # model revision 2: the demo model with one changed file, its own SHA256SUMS
-    rev2 = tmp / "tiny-llama-2"
-    shutil.copytree(REV1, rev2)
-    config = json.loads((rev2 / "generation_config.json").read_text())
-    config["onprem_demo_revision"] = 2
-    (rev2 / "generation_config.json").write_text(json.dumps(config, indent=2))
-    sums = subprocess.run("sha256sum $(ls | grep -v SHA256SUMS)", shell=True, cwd=rev2, capture_output=True, text=True, check=True)
-    (rev2 / "SHA256SUMS").write_text(sums.stdout)
+    rev2 = model_revision(tmp / "tiny-llama-2", 2)
     rev = {"name": "tiny-llama", "format": "hf"}
     rev1, rev2 = [dict(rev, revision="onprem-demo-1", src=REV1)], [dict(rev, revision="onprem-demo-2", src=str(rev2))]
     v = {"e0": write_vars(tmp / "e0.json", {"vllm_instances": instances(), "models_list": rev1}),
@@ -176,12 +176,7 @@ def test_a_door_too_small_for_update_min_ready_is_refused_before_anything_change
 def test_a_new_revision_never_removes_one_a_running_or_kept_unit_names(lab, tmp_path):
     """After the rollback the units name revision 1 and the kept ones revision 2: staging revision 3 with
     models_keep_revisions 2 would remove the older of them, but units name both."""
-    rev3 = tmp_path / "tiny-llama-3"
-    shutil.copytree(REV1, rev3)
-    config = json.loads((rev3 / "generation_config.json").read_text())
-    (rev3 / "generation_config.json").write_text(json.dumps(dict(config, onprem_demo_revision=3)))
-    sums = subprocess.run("sha256sum $(ls | grep -v SHA256SUMS)", shell=True, cwd=rev3, capture_output=True, text=True, check=True)
-    (rev3 / "SHA256SUMS").write_text(sums.stdout)
+    rev3 = model_revision(tmp_path / "tiny-llama-3", 3)
     extra = write_vars(tmp_path / "rev3.json", {"models_list": [{"name": "tiny-llama", "format": "hf", "revision": "onprem-demo-3",
                                                                  "src": str(rev3)}]})
     proc = playbook("playbooks/models.yml", "--limit", HOST, "-e", extra)

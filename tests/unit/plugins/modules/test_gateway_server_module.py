@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import http.server
-import json
 import shutil
 import socket
 import subprocess
@@ -17,10 +16,10 @@ import time
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _haproxy_runtime as rt
 from ansible_collections.onprem.llm_serving.plugins.modules import gateway_server
+from module_runner import run_main  # noqa: E402  pylint: disable=wrong-import-position
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
@@ -97,17 +96,7 @@ def gateway(tmp_path_factory):
 
 
 def run_module(capsys, args, check_mode=False, diff=False):
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            gateway_server.main()
-    result = json.loads(capsys.readouterr().out)
-    result["rc"] = info.value.code
-    return result
+    return run_main(gateway_server.main, capsys, args, check_mode, diff)
 
 
 def get(gateway, path="/"):

@@ -5,13 +5,12 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.onprem.llm_serving.plugins.modules import gpu_health
+from module_runner import run_main  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.onprem.llm_serving.tests.fixtures.nvml.fake_nvml import FakeNvml
 
 
@@ -23,12 +22,7 @@ def run(monkeypatch, capsys, args, fake):
         def make_backend():
             return fake
     monkeypatch.setattr(gpu_health, "make_backend", make_backend)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            gpu_health.main()
-    result = json.loads(capsys.readouterr().out)
-    result["rc"] = info.value.code
-    return result
+    return run_main(gpu_health.main, capsys, args)
 
 
 def test_healthy_h100(monkeypatch, capsys):

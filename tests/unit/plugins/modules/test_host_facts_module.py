@@ -5,15 +5,14 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import sys
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.onprem.llm_serving.plugins.modules import host_facts
+from module_runner import run_main  # noqa: E402  pylint: disable=wrong-import-position
 
 # the fake-tree builders of the logic's tests (tests/unit has no packages, so load the file by path)
 _SPEC = importlib.util.spec_from_file_location(
@@ -27,15 +26,7 @@ tcp_line = _TREES.tcp_line
 
 
 def run_module(capsys, args, check_mode=False):
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            host_facts.main()
-    result = json.loads(capsys.readouterr().out)
-    result["rc"] = info.value.code
-    return result
+    return run_main(host_facts.main, capsys, args, check_mode)
 
 
 @pytest.fixture

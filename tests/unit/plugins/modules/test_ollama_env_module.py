@@ -4,15 +4,14 @@
 """ollama_env main() through patch_module_args, against a drop-in tree under tmp_path and a fake systemd."""
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils._systemd import SystemdError
 from ansible_collections.onprem.llm_serving.plugins.modules import ollama_env
+from module_runner import run_main  # noqa: E402  pylint: disable=wrong-import-position
 
 
 class FakeSystemd(object):
@@ -63,17 +62,7 @@ def dropin(fake, name="50-ollama-env.conf"):
 
 
 def run_module(capsys, args, check_mode=False, diff=False):
-    args = dict(args)
-    if check_mode:
-        args["_ansible_check_mode"] = True
-    if diff:
-        args["_ansible_diff"] = True
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as info:
-            ollama_env.main()
-    result = json.loads(capsys.readouterr().out)
-    result["rc"] = info.value.code
-    return result
+    return run_main(ollama_env.main, capsys, args, check_mode, diff)
 
 
 def warnings(result):
