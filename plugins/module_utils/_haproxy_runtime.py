@@ -14,7 +14,8 @@ import time
 
 STATES = ("ready", "drain", "maint")
 # show stat: the columns read here (HAProxy 2.6's names; the header line names them, the positions are not assumed)
-COLUMNS = ("pxname", "svname", "status", "scur", "qcur", "weight", "check_status", "stot", "eresp", "econ", "wretr", "wredis")
+COLUMNS = ("pxname", "svname", "status", "scur", "qcur", "weight", "check_status", "stot", "eresp", "econ", "wretr", "wredis",
+           "hrsp_5xx")
 
 
 class HaproxyRuntimeError(Exception):
@@ -71,7 +72,7 @@ def servers(socket_path, backend):
         out[row["svname"]] = {"status": row.get("status", ""), "scur": _num(row, "scur"), "qcur": _num(row, "qcur"),
                               "weight": _num(row, "weight"), "check_status": row.get("check_status", ""),
                               "stot": _num(row, "stot"), "eresp": _num(row, "eresp"), "econ": _num(row, "econ"),
-                              "wretr": _num(row, "wretr"), "wredis": _num(row, "wredis"),
+                              "wretr": _num(row, "wretr"), "wredis": _num(row, "wredis"), "hrsp_5xx": _num(row, "hrsp_5xx"),
                               "admin": admin.get(row["svname"], 0)}
     return out
 

@@ -104,7 +104,7 @@ before:
   description: The replica as C(show stat) saw it first.
   returned: always
   type: dict
-  sample: {status: UP, admin: 0, scur: 3, qcur: 0, weight: 1, check_status: L7OK, stot: 812, eresp: 0, econ: 0, wretr: 0, wredis: 0}
+  sample: {status: UP, admin: 0, scur: 3, qcur: 0, weight: 1, check_status: L7OK, stot: 812, eresp: 0, econ: 0, wretr: 0, wredis: 0, hrsp_5xx: 0}
 after:
   description: The replica at the end (after the wait).
   returned: always

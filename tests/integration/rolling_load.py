@@ -26,8 +26,9 @@ class Load(object):
     """Open loop until stop(): a new 10-second slice of Poisson arrivals starts every 10 s in a thread of its own
     (its own event loop and connections), whether the slices before it finished or not."""
 
-    def __init__(self, url, key, cacert, model, rate, output_len=24, seed=0, slice_s=10.0):
+    def __init__(self, url, key, cacert, model, rate, output_len=24, seed=0, slice_s=10.0, validate_certs=True):
         self.url, self.key, self.cacert, self.model = url, key, cacert, model
+        self.validate_certs = validate_certs
         self.rate, self.output_len, self.seed, self.slice_s = rate, output_len, seed, slice_s
         self.records, self.errors, self._threads = [], [], []
         self._stop = threading.Event()
@@ -42,7 +43,8 @@ class Load(object):
         try:
             reqs = bench.build_workload("random", num_prompts=max(1, int(self.rate * self.slice_s)), input_len=16,
                                         output_len=self.output_len, seed=self.seed + index)
-            client = bench.AsyncStreamClient(self.url, api_key=self.key, ca_path=self.cacert, timeout=300)
+            client = bench.AsyncStreamClient(self.url, api_key=self.key, ca_path=self.cacert, timeout=300,
+                                             validate_certs=self.validate_certs)
             # every request on a connection of its own: a keep-alive connection the gateway closes as the client reuses
             # it (seen once in ~2000 requests, with nothing in the gateway's log) is a client-side race, not a request
             # the update failed; what fails here reached the gateway
