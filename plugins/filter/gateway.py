@@ -6,13 +6,16 @@
 - gateway_config: the HAProxy configuration, the rate-limit map and a summary of each door (no secret in them)
 - gateway_secrets: the two maps that hold secrets (API key -> name, backend -> engine key); use them with no_log
 - gateway_curl_lines: a curl line per door, the key read from $API_KEY
+- gateway_migration_weights: [weight of each door-engine replica, weight of each migrate_to replica] (HAProxy's
+  0-256) that send a given percent of a migrating door's new requests to the migrate_to side (runtime weight changes)
 """
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.onprem.llm_serving.plugins.module_utils._gateway import GatewayError, build, curl_lines
+from ansible_collections.onprem.llm_serving.plugins.module_utils._gateway import (
+    GatewayError, build, curl_lines, migration_weights)
 
 
 def _build(frontends, keys, groups, serving, gateway_host, settings):
@@ -39,7 +42,17 @@ def gateway_curl_lines(doors, host, self_signed=False):
     return curl_lines(doors, host, self_signed)
 
 
+def gateway_migration_weights(n_from, n_to, percent):
+    """[w_from, w_to]: with ``n_from`` replicas of the door's engine at w_from and ``n_to`` replicas of migrate_to's
+    engine at w_to, the migrate_to side gets ``percent`` of the new requests (exact where whole weights allow, else the
+    nearest; 0 -> [1, 0], 100 -> [0, 1]). E.g. 1 tgi + 1 vllm at 10 -> [9, 1]."""
+    try:
+        return list(migration_weights(n_from, n_to, percent))
+    except GatewayError as exc:
+        raise AnsibleFilterError("gateway_migration_weights: %s" % exc)
+
+
 class FilterModule:
     def filters(self):
         return {"gateway_config": gateway_config, "gateway_secrets": gateway_secrets,
-                "gateway_curl_lines": gateway_curl_lines}
+                "gateway_curl_lines": gateway_curl_lines, "gateway_migration_weights": gateway_migration_weights}

@@ -19,6 +19,11 @@ table and a key over its rate gets 429 with ``Retry-After``; a route outside the
 client's Authorization header is removed and, when the engine has its own API key, the engine's key is set. The log
 line carries the key's NAME (``key=<name>``) and the path without its query string; never a header.
 
+A door in the middle of a TGI -> vLLM migration (``migrate_to``, playbooks/migrate_tgi_to_vllm.yml) keeps its URL, its
+keys and its model name: its backend holds the TGI replicas AND the vLLM replicas of the same model, ``balance
+roundrobin`` with the weights of ``migration_weights`` so that ``migrate_to.weight`` percent of the new requests go to
+vLLM; it opens only the routes both engines allow and refuses what either forbids. Both sides share one engine key.
+
 Nothing here touches Ansible, the disk or a process; errors are ``GatewayError`` with a message naming the variable
 that fixes them, never a key's value.
 """
@@ -29,6 +34,7 @@ import ipaddress
 import json
 import re
 import shlex
+from fractions import Fraction
 
 # The routes a front door forwards, per engine (issue 11; OPERATIONS.md "Who checks the API key").
 # vLLM 0.32's own --api-key guards only /v1, /v2, /inference and /cohere; /invocations, /tokenize, /metrics, /load, ...
@@ -58,7 +64,14 @@ KEY_CHARS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")
 PATH = re.compile(r"^/[A-Za-z0-9/_.~:@-]*$")
 TIME = re.compile(r"^[0-9]+(us|ms|s|m|h|d)?$")
 SERVER_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
-FRONTEND_KEYS = {"name", "engine", "port", "group", "model", "instances", "bind_address", "extra_paths"}
+FRONTEND_KEYS = {"name", "engine", "port", "group", "model", "instances", "bind_address", "extra_paths", "migrate_to"}
+# a door in the middle of a TGI -> vLLM migration (playbooks/migrate_tgi_to_vllm.yml): its backend holds both engines'
+# replicas of one model and the weights send ``weight`` percent of the new requests to the migrate_to side
+MIGRATE_KEYS = {"engine", "group", "instances", "weight"}
+# the engines a migration may mix: both speak the OpenAI API under /v1/ and serve the same model behind one door
+MIGRATE_ENGINES = ("vllm", "tgi")
+# HAProxy's server weights (0 takes no new request; 256 is the largest)
+MAX_WEIGHT = 256
 KEY_KEYS = {"name", "key", "rate_limit"}
 # Mozilla "intermediate" (the ciphers Debian's own haproxy.cfg ships)
 TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
@@ -112,6 +125,13 @@ def _int(value, where, low, high):
     if not low <= number <= high:
         raise GatewayError("%s must be a whole number from %d to %d, got %r" % (where, low, high, value))
     return number
+
+
+def _whole(value, where, low, high):
+    """_int, refusing a fraction too (10.5 percent is no whole number; _int would take it as 10)."""
+    if isinstance(value, float) and not value.is_integer():
+        raise GatewayError("%s must be a whole number from %d to %d, got %r" % (where, low, high, value))
+    return _int(value, where, low, high)
 
 
 def settings_of(settings):
@@ -236,6 +256,7 @@ def check_frontend(item, index, groups, settings):
     instances = item.get("instances")
     if instances is not None and (not isinstance(instances, (list, tuple)) or not all(isinstance(i, str) for i in instances)):
         raise GatewayError("%s: instances must be a list of instance names, got %r" % (where, instances))
+    migrate_to = check_migrate_to(item.get("migrate_to"), where, engine, group, groups)
     extra = item.get("extra_paths") or []
     if not isinstance(extra, (list, tuple)):
         raise GatewayError("%s: extra_paths must be a list of paths, got %r" % (where, extra))
@@ -243,34 +264,110 @@ def check_frontend(item, index, groups, settings):
         if not isinstance(path, str) or not PATH.match(path) or "//" in path or "/." in path:
             raise GatewayError("%s: extra_paths entry %r must be a plain absolute path (A-Z a-z 0-9 / _ . ~ : @ -, no "
                                "dot segments)" % (where, path))
-        if path in FORBIDDEN[engine] or path.rstrip("/") in FORBIDDEN[engine]:
-            raise GatewayError("%s: extra_paths %s changes the %s server and is never opened at the gateway; run it on the "
-                               "host itself" % (where, path, engine))
+        for side in (engine, migrate_to["engine"]) if migrate_to else (engine,):
+            if path in FORBIDDEN[side] or path.rstrip("/") in FORBIDDEN[side]:
+                raise GatewayError("%s: extra_paths %s changes the %s server and is never opened at the gateway; run it "
+                                   "on the host itself" % (where, path, side))
     bind = item.get("bind_address") or settings["bind_address"]
     return {"name": name, "engine": engine, "port": port, "group": group, "model": item.get("model"),
             "instances": list(instances) if instances is not None else None, "bind_address": str(bind),
-            "extra_paths": list(extra)}
+            "extra_paths": list(extra), "migrate_to": migrate_to}
 
 
-def servers_of(frontend, groups, serving, gateway_host):
-    """The replicas behind one front door: every published endpoint of its engine on the hosts of its group (filtered by
-    model and instances), each with the address the gateway host reaches it at. Returns (servers, upstream_key)."""
-    where = "gateway_frontends (%s)" % frontend["name"]
+def check_migrate_to(value, where, engine, group, groups):
+    """A door's ``migrate_to`` ({engine, group, instances, weight}), normalised; None when the door is not migrating.
+
+    The door's backend then holds the replicas of the door's engine AND those of migrate_to's engine, and ``weight``
+    (0-100) is the percent of new requests the migrate_to side gets (migration_weights turns it into HAProxy weights)."""
+    if value is None:
+        return None
+    where = "%s: migrate_to" % where
+    if not isinstance(value, dict):
+        raise GatewayError("%s must be a dict {engine, group, instances, weight}, e.g. {engine: vllm, weight: 10}, got %r"
+                           % (where, value))
+    unknown = sorted(set(value) - MIGRATE_KEYS)
+    if unknown:
+        raise GatewayError("%s: unknown field(s) %s; migrate_to has %s" % (where, ", ".join(unknown), ", ".join(sorted(MIGRATE_KEYS))))
+    target = value.get("engine")
+    if engine == "ollama" or target == "ollama":
+        raise GatewayError("%s: a migration mixes two OpenAI-API engines that serve the same model (vllm and tgi) behind "
+                           "one backend; ollama cannot be on either side of it (this door: %s, migrate_to.engine: %r). "
+                           "Give the ollama instances a door of their own" % (where, engine, target))
+    if target not in MIGRATE_ENGINES:
+        raise GatewayError("%s.engine %r must be one of %s (the engine the door's clients move to, e.g. vllm on a tgi door)"
+                           % (where, target, ", ".join(MIGRATE_ENGINES)))
+    if target == engine:
+        raise GatewayError("%s.engine %r is the door's own engine; migrate_to names the OTHER engine (a tgi door migrates "
+                           "to vllm). More %s replicas join this door through its group and instances" % (where, target, engine))
+    target_group = value.get("group") or group
+    if not isinstance(target_group, str) or target_group not in (groups or {}):
+        raise GatewayError("%s.group %r is not in the inventory; set it to the inventory group whose %s instances this door "
+                           "migrates to (default: the door's group %s)" % (where, target_group, target, group))
+    instances = value.get("instances")
+    if instances is not None and (not isinstance(instances, (list, tuple)) or not all(isinstance(i, str) for i in instances)):
+        raise GatewayError("%s.instances must be a list of %s instance names, got %r" % (where, target, instances))
+    weight = value.get("weight")
+    weight = 0 if weight is None else _whole(weight, "%s.weight (the percent of new requests sent to %s)" % (where, target), 0, 100)
+    return {"engine": target, "group": target_group, "instances": list(instances) if instances is not None else None,
+            "weight": weight}
+
+
+def migration_weights(n_from, n_to, percent):
+    """HAProxy weights (each 0-256) for a door in the middle of a migration: (weight of each of the ``n_from`` replicas
+    of the door's engine, weight of each of the ``n_to`` replicas of migrate_to's engine), such that the migrate_to side
+    gets ``percent`` of the new requests: n_to * w_to / (n_from * w_from + n_to * w_to) == percent / 100.
+
+    Exact where whole weights of at most 256 allow it (the smallest such pair: 1 + 1 replicas at 10 -> (9, 1)), else
+    the nearest share they can make. percent 0 -> (1, 0): the migrate_to side takes no new request; 100 -> (0, 1);
+    anything strictly between gives both sides a weight of at least 1, so neither side is shut off by rounding."""
+    n_from = _whole(n_from, "migration_weights: the number of replicas of the door's engine (n_from)", 1, 10 ** 6)
+    n_to = _whole(n_to, "migration_weights: the number of replicas of the migrate_to engine (n_to)", 1, 10 ** 6)
+    percent = _whole(percent, "migration_weights: the percent of new requests sent to the migrate_to side", 0, 100)
+    if percent == 0:
+        return 1, 0
+    if percent == 100:
+        return 0, 1
+    want = Fraction(percent, 100)
+    best = None
+    for w_to in range(1, MAX_WEIGHT + 1):
+        # the share falls as w_from grows: the best w_from for this w_to is on one side or the other of the exact one
+        exact = Fraction(n_to * w_to * (100 - percent), n_from * percent)
+        low = int(exact)
+        for w_from in {min(MAX_WEIGHT, max(1, low)), min(MAX_WEIGHT, max(1, low + 1))}:
+            error = abs(Fraction(n_to * w_to, n_from * w_from + n_to * w_to) - want)
+            candidate = (error, w_from + w_to, w_to, w_from)
+            if best is None or candidate < best:
+                best = candidate
+    return best[3], best[2]
+
+
+def migrate_share(n_from, n_to, weights):
+    """The share of new requests (0.0-1.0) the migrate_to side gets with these weights (for reports and tests)."""
+    w_from, w_to = weights
+    total = n_from * w_from + n_to * w_to
+    return float(n_to * w_to) / total if total else 0.0
+
+
+def _side_servers(where, engine, group, model, instances, groups, serving, gateway_host, fields):
+    """The replicas of one engine behind a door: every published endpoint of ``engine`` on the hosts of ``group``
+    (filtered by model and instances), each with the address the gateway host reaches it at.
+    ``fields``: how this door's variables are named in the messages (the door's own, or migrate_to's).
+    Returns (servers, models, keys)."""
     servers, models, keys = [], set(), set()
-    for host in groups.get(frontend["group"]) or []:
+    for host in groups.get(group) or []:
         info = (serving or {}).get(host) or {}
         endpoints = info.get("endpoints")
         if endpoints is None:
             raise GatewayError("%s: host %s of group %s has published no endpoints (llm_endpoints): the engine stage did "
                                "not run for it in this play. Run site.yml (or add --tags %s_smoke to publish them again)"
-                               % (where, host, frontend["group"], frontend["engine"]))
+                               % (where, host, group, engine))
         for endpoint in endpoints:
-            if not isinstance(endpoint, dict) or endpoint.get("engine") != frontend["engine"]:
+            if not isinstance(endpoint, dict) or endpoint.get("engine") != engine:
                 continue
             instance = endpoint.get("instance") or endpoint.get("name")
-            if frontend["instances"] is not None and instance not in frontend["instances"]:
+            if instances is not None and instance not in instances:
                 continue
-            if frontend["model"] and endpoint.get("model") != frontend["model"]:
+            if model and endpoint.get("model") != model:
                 continue
             scheme, url_host, url_port = _url_parts(endpoint.get("url"))
             if scheme != "http":
@@ -285,37 +382,72 @@ def servers_of(frontend, groups, serving, gateway_host):
                     raise GatewayError(
                         "%s: %s instance %s on %s listens on loopback (%s), which the gateway on %s cannot reach. Run the "
                         "gateway on %s too (gateway_hosts), or bind the engine to a private address (%s_bind_address)"
-                        % (where, frontend["engine"], instance, host, bind, gateway_host, host, frontend["engine"]))
+                        % (where, engine, instance, host, bind, gateway_host, host, engine))
                 address = bind
             else:
                 address = bind
             address = address.strip("[]")
             name = server_name(host, instance)
             servers.append({"name": name, "host": host, "instance": instance, "address": address, "port": port,
-                            "model": endpoint.get("model"), "health_path": endpoint.get("health_path") or HEALTH[frontend["engine"]]})
+                            "model": endpoint.get("model"), "engine": engine, "weight": 1,
+                            "health_path": endpoint.get("health_path") or HEALTH[engine]})
             models.add(endpoint.get("model"))
             keys.add(endpoint.get("api_key") or None)
     if not servers:
-        serving_model = " serving %s" % frontend["model"] if frontend["model"] else ""
-        named = " named %s" % ", ".join(frontend["instances"]) if frontend["instances"] else ""
-        raise GatewayError("%s: no %s instance in group %s%s%s has published an endpoint; check the group, model and "
-                           "instances of this door" % (where, frontend["engine"], frontend["group"], serving_model, named))
-    if len(models) > 1 and frontend["engine"] in ("vllm", "tgi"):
+        serving_model = " serving %s" % model if model else ""
+        named = " named %s" % ", ".join(instances) if instances else ""
+        raise GatewayError("%s: no %s instance in group %s%s%s has published an endpoint; check the %s of this door"
+                           % (where, engine, group, serving_model, named, fields))
+    if len(models) > 1 and engine in ("vllm", "tgi"):
         raise GatewayError("%s: the %s instances of group %s serve different models (%s); one door fronts replicas of ONE "
-                           "model: set model (or instances) on this door, and add a door per model"
-                           % (where, frontend["engine"], frontend["group"], ", ".join(sorted(str(m) for m in models))))
+                           "model: set %s on this door, and add a door per model"
+                           % (where, engine, group, ", ".join(sorted(str(m) for m in models)),
+                              "migrate_to.instances" if fields.startswith("migrate_to") else "model (or instances)"))
     if len(keys) > 1:
-        raise GatewayError("%s: the instances behind this door have different engine API keys (not shown); give them one "
-                           "api_key, or put them behind separate doors" % where)
+        raise GatewayError("%s: the %s instances behind this door have different engine API keys (not shown); give them "
+                           "one api_key, or put them behind separate doors" % (where, engine))
+    return servers, models, keys
+
+
+def servers_of(frontend, groups, serving, gateway_host):
+    """The replicas behind one front door: every published endpoint of its engine on the hosts of its group (filtered by
+    model and instances), each with the address the gateway host reaches it at. Returns (servers, upstream_key).
+
+    A migrating door (migrate_to) also holds every published endpoint of migrate_to's engine on the hosts of its group
+    (filtered by its instances), after the door engine's own. Each server has ``engine`` and ``weight`` (HAProxy's: 1
+    on a door that is not migrating, else migration_weights of the two sides' counts and migrate_to.weight)."""
+    where = "gateway_frontends (%s)" % frontend["name"]
+    engine, migrate = frontend["engine"], frontend.get("migrate_to")
+    servers, models, keys = _side_servers(where, engine, frontend["group"], frontend["model"], frontend["instances"],
+                                          groups, serving, gateway_host, "group, model and instances")
+    if migrate:
+        # the two sides serve one model under names of their own (TGI's model id, vLLM's served names): checked per side
+        others, _models, other_keys = _side_servers(where + ": migrate_to", migrate["engine"], migrate["group"], None,
+                                                    migrate["instances"], groups, serving, gateway_host,
+                                                    "migrate_to.group and migrate_to.instances")
+        if other_keys != keys:
+            raise GatewayError(
+                "%s: the %s instances (migrate_to) and the %s instances behind this door have different engine API keys "
+                "(not shown); the door sends one key upstream to both: give the %s instances the %s instances' api_key%s"
+                % (where, migrate["engine"], engine, migrate["engine"], engine,
+                   " (the tgi_to_vllm filter carries it over)" if engine == "tgi" else ""))
+        w_from, w_to = migration_weights(len(servers), len(others), migrate["weight"])
+        for server in servers:
+            server["weight"] = w_from
+        for server in others:
+            server["weight"] = w_to
+        servers = servers + others
     if len({s["health_path"] for s in servers}) > 1:
         raise GatewayError("%s: the instances behind this door have different readiness paths (%s)"
                            % (where, ", ".join(sorted({s["health_path"] for s in servers}))))
+    hint = (" (beside a %s instance on the same host, give the %s instance a name and a port of its own)"
+            % (engine, migrate["engine"]) if migrate else "")
     names = [s["name"] for s in servers]
     if len(set(names)) != len(names):
-        raise GatewayError("%s: two instances map to one server name (%s); rename an instance" % (where, ", ".join(names)))
+        raise GatewayError("%s: two instances map to one server name (%s); rename an instance%s" % (where, ", ".join(names), hint))
     if len({(s["address"], s["port"]) for s in servers}) != len(servers):
-        raise GatewayError("%s: two endpoints share one address and port (%s)" % (
-            where, ", ".join("%s:%d" % (s["address"], s["port"]) for s in servers)))
+        raise GatewayError("%s: two endpoints share one address and port (%s)%s" % (
+            where, ", ".join("%s:%d" % (s["address"], s["port"]) for s in servers), hint))
     return servers, next(iter(keys))
 
 
@@ -330,15 +462,30 @@ def _json_string(message):
     return "'{\"error\": {\"message\": \"%s\", \"type\": \"gateway\"}}'" % message
 
 
+def door_routes(frontend):
+    """(prefixes, paths, forbidden) a door opens and refuses. A migrating door sends a request to either engine, so it
+    opens only what both allow (the intersection of their ROUTES) and refuses what either forbids (the union of their
+    FORBIDDEN); extra_paths are opened on top, as on any door."""
+    engines = [frontend["engine"]] + ([frontend["migrate_to"]["engine"]] if frontend.get("migrate_to") else [])
+    prefixes = [p for p in ROUTES[engines[0]]["prefixes"] if all(p in ROUTES[e]["prefixes"] for e in engines)]
+    paths = {p for p in ROUTES[engines[0]]["paths"] if all(p in ROUTES[e]["paths"] for e in engines)}
+    forbidden = []
+    for engine in engines:
+        forbidden += [p for p in FORBIDDEN[engine] if p not in forbidden]
+    return prefixes, sorted(paths | set(frontend["extra_paths"])), forbidden
+
+
 def _frontend_lines(frontend, settings):
     name, engine = frontend["name"], frontend["engine"]
     period = settings["rate_limit_period"]
-    routes = ROUTES[engine]
-    paths = sorted(set(routes["paths"]) | set(frontend["extra_paths"]))
+    prefixes, paths, forbidden = door_routes(frontend)
+    migrate = frontend.get("migrate_to")
     lines = [
         "frontend fe_%s" % name,
-        "    # %s: the %s instances of group %s%s" % (
-            name, engine, frontend["group"], ", model %s" % frontend["model"] if frontend["model"] else ""),
+        "    # %s: the %s instances of group %s%s%s" % (
+            name, engine, frontend["group"], ", model %s" % frontend["model"] if frontend["model"] else "",
+            "; migrating to the %s instances of group %s (%d%% of new requests)" % (
+                migrate["engine"], migrate["group"], migrate["weight"]) if migrate else ""),
         "    bind %s ssl crt %s alpn h2,http/1.1" % (_bind(frontend["bind_address"], frontend["port"]), settings["tls_pem"]),
         "    option forwardfor",
         # the rules run once the request's body is in (up to a buffer): a refusal (401, 403, 429) sent while an HTTP/2
@@ -360,14 +507,14 @@ def _frontend_lines(frontend, settings):
         "if { sc_http_req_rate(0),sub(txn.gw_limit) gt 0 }" % (period, _json_string("rate limit of this API key reached")),
         "    http-request del-header authorization",
     ]
-    for prefix in routes["prefixes"]:
+    for prefix in prefixes:
         lines.append("    acl gw_route path_beg %s" % prefix)
     if paths:
         lines.append("    acl gw_route path %s" % " ".join(paths))
-    if FORBIDDEN[engine]:
-        lines.append("    acl gw_forbidden path_beg %s" % " ".join(FORBIDDEN[engine]))
+    if forbidden:
+        lines.append("    acl gw_forbidden path_beg %s" % " ".join(forbidden))
     lines.append("    http-request return status 403 content-type application/json string %s if gw_forbidden || !gw_route"
-                 % _json_string("this route is not open at the gateway") if FORBIDDEN[engine] else
+                 % _json_string("this route is not open at the gateway") if forbidden else
                  "    http-request return status 403 content-type application/json string %s unless gw_route"
                  % _json_string("this route is not open at the gateway"))
     lines.append("    default_backend be_%s" % name)
@@ -376,9 +523,18 @@ def _frontend_lines(frontend, settings):
 
 def _backend_lines(frontend, servers, upstream_key, settings):
     health = servers[0]["health_path"]
-    lines = [
-        "backend be_%s" % frontend["name"],
-        "    balance leastconn",
+    migrating = bool(frontend.get("migrate_to"))
+    lines = ["backend be_%s" % frontend["name"]]
+    if migrating:
+        # the weights split the new requests between the two engines. leastconn does not follow weights while the
+        # replicas are idle: with equal connection counts it alternates, so a 10% step would send about 50%.
+        # roundrobin sends each replica its weight's share of the requests, idle or busy.
+        lines += ["    # migrating: %d%% of new requests to the %s replicas, by the weights; leastconn does not follow weights "
+                  "while the replicas are idle" % (frontend["migrate_to"]["weight"], frontend["migrate_to"]["engine"]),
+                  "    balance roundrobin"]
+    else:
+        lines.append("    balance leastconn")
+    lines += [
         "    option httpchk",
         "    http-check send meth GET uri %s ver HTTP/1.1 hdr Host localhost" % health,
         "    http-check expect status 200",
@@ -395,7 +551,8 @@ def _backend_lines(frontend, servers, upstream_key, settings):
     if upstream_key:
         lines.append("    http-request set-header Authorization \"%%[be_name,map(%s)]\"" % settings["upstream_map"])
     for server in servers:
-        lines.append("    server %s %s" % (server["name"], server_address(server["address"], server["port"])))
+        weight = " weight %d" % server["weight"] if migrating else ""
+        lines.append("    server %s %s%s" % (server["name"], server_address(server["address"], server["port"]), weight))
     return lines
 
 
@@ -445,11 +602,10 @@ def render(frontends, settings):
         # an engine on loopback beside the gateway cannot be scraped from the monitoring host: its /metrics is relayed
         # here, at /engines/<host>-<instance>/metrics (vLLM's and TGI's /metrics are refused at the doors)
         relayed = {}
-        for frontend, servers, _key in frontends:
-            if frontend["engine"] in METRICS_ENGINES:
-                for server in servers:
-                    if _is_loopback(server["address"]):
-                        relayed.setdefault(server["name"], server)
+        for _frontend, servers, _key in frontends:
+            for server in servers:  # per server: a migrating door holds the replicas of two engines
+                if server["engine"] in METRICS_ENGINES and _is_loopback(server["address"]):
+                    relayed.setdefault(server["name"], server)
         if relayed:
             lines.append("    acl gw_engine_metrics path %s" % " ".join(
                 engine_metrics_path(s["host"], s["instance"]) for s in relayed.values()))
@@ -509,7 +665,9 @@ def build(frontends, keys, groups, serving, gateway_host, settings=None):
         "doors": [{"name": f["name"], "engine": f["engine"], "group": f["group"], "port": f["port"],
                    "bind_address": f["bind_address"], "model": servers[0]["model"],
                    "health_path": servers[0]["health_path"], "engine_key": key is not None,
-                   "servers": [{k: v for k, v in server.items() if k != "health_path"} for server in servers]}
+                   "servers": [{k: v for k, v in server.items() if k != "health_path"} for server in servers],
+                   "migrate_to": {"engine": f["migrate_to"]["engine"], "weight": f["migrate_to"]["weight"]}
+                   if f["migrate_to"] else None}
                   for f, servers, key in doors],
     }
 
@@ -539,7 +697,10 @@ def curl_lines(doors, host, self_signed=False):
     lines = []
     for door in doors or []:
         req = door_requests(door, host, True if self_signed else None)
-        lines.append("door %s (%s %s, %d replica(s)) %s" % (
-            door["name"], door["engine"], door.get("model") or "", len(door.get("servers") or []), req["url"]))
+        migrate = door.get("migrate_to")
+        lines.append("door %s (%s %s, %d replica(s)%s) %s" % (
+            door["name"], door["engine"], door.get("model") or "", len(door.get("servers") or []),
+            "; migrating: %d%% of new requests to %s" % (migrate["weight"], migrate["engine"]) if migrate else "",
+            req["url"]))
         lines.append("    " + req["curl"])
     return "\n".join(lines) if lines else "(no doors)"

@@ -361,3 +361,285 @@ def test_curl_lines_read_the_key_from_the_shell_and_never_hold_it():
     assert " -k " not in gw.curl_lines(doors, "gw.example")
     assert gw.door_requests(doors[0], "fd00::7", "/etc/ca.pem")["curl"].startswith("curl -s --cacert /etc/ca.pem https://[fd00::7]:8443/")
     assert gw.curl_lines([], "x") == "(no doors)"
+
+
+# A door in the middle of a TGI -> vLLM migration (migrate_to): TGI and vLLM replicas of one model behind one backend.
+TGI_MODEL = "org/tiny-7b"
+
+
+def tgi(name="chat", bind="0.0.0.0", port=3000, model=TGI_MODEL, api_key=ENGINE_KEY):
+    host = "127.0.0.1" if bind in gw.WILDCARDS else bind
+    return {"name": name, "instance": name, "engine": "tgi", "url": "http://%s:%d" % (host, port), "host": bind,
+            "port": port, "model": model, "api_key": api_key, "health_path": "/health"}
+
+
+def migration_serving(vllm_key=ENGINE_KEY):
+    """gw and h2 each run TGI instance chat and, beside it, vLLM instance chat-vllm (the tgi_to_vllm translation of it
+    under a name and port of its own) serving the same model under its served name."""
+    return {"gw": {"address": "10.0.0.1", "endpoints": [tgi(), vllm("chat-vllm", port=8000, model="tiny-7b", api_key=vllm_key)]},
+            "h2": {"address": "10.0.0.2", "endpoints": [tgi(), vllm("chat-vllm", port=8000, model="tiny-7b", api_key=vllm_key)]}}
+
+
+MIGRATION_GROUPS = {"tgi_servers": ["gw", "h2"], "vllm_servers": ["h3"], "all": ["gw", "h2", "h3"]}
+
+
+def migrating(weight=10, **migrate_to):
+    return [{"name": "chat", "engine": "tgi", "port": 8443, "migrate_to": dict({"engine": "vllm", "weight": weight}, **migrate_to)}]
+
+
+def build_migration(doors=None, serv=None, groups=None, **kwargs):
+    return build(doors=migrating() if doors is None else doors, groups=groups or MIGRATION_GROUPS,
+                 serv=migration_serving() if serv is None else serv, **kwargs)
+
+
+def backend(config, name="chat"):
+    start = config.index("\nbackend be_%s\n" % name) + 1
+    end = config.find("\n\n", start)
+    return config[start:] if end < 0 else config[start:end + 1]
+
+
+def test_a_migrating_door_holds_both_engines_replicas_weighted_by_roundrobin():
+    plan = build_migration()
+    door = plan["doors"][0]
+    # the door engine's replicas first, then migrate_to's, found the same way (its group defaults to the door's)
+    assert [(s["name"], s["engine"], s["address"], s["port"], s["weight"]) for s in door["servers"]] == [
+        ("gw-chat", "tgi", "127.0.0.1", 3000, 9), ("h2-chat", "tgi", "10.0.0.2", 3000, 9),
+        ("gw-chat-vllm", "vllm", "127.0.0.1", 8000, 1), ("h2-chat-vllm", "vllm", "10.0.0.2", 8000, 1)]
+    be = backend(plan["config"])
+    assert "    balance roundrobin\n" in be and "balance leastconn" not in be
+    assert ("    server gw-chat 127.0.0.1:3000 weight 9\n    server h2-chat 10.0.0.2:3000 weight 9\n"
+            "    server gw-chat-vllm 127.0.0.1:8000 weight 1\n    server h2-chat-vllm 10.0.0.2:8000 weight 1\n") in be
+    assert "leastconn does not follow weights" in be  # the why, for whoever reads the file
+    assert "http-check send meth GET uri /health ver HTTP/1.1" in be
+    # one key upstream for both sides, from the upstream map (never in the config)
+    assert plan["upstream_map"] == "be_chat Bearer %s\n" % ENGINE_KEY and ENGINE_KEY not in plan["config"]
+    assert 'http-request set-header Authorization "%[be_name,map(' in be
+    assert "set-header Host localhost" not in be
+    assert "migrating to the vllm instances of group tgi_servers (10% of new requests)" in plan["config"]
+
+
+def test_a_migrating_door_opens_what_both_engines_allow_and_refuses_what_either_forbids():
+    config = build_migration()["config"]
+    front = config[config.index("frontend fe_chat"):config.index("backend be_chat")]
+    assert "    acl gw_route path_beg /v1/\n" in front and "acl gw_route path " not in front
+    # TGI forbids nothing, vLLM its runtime LoRA loading: the door refuses it
+    assert "    acl gw_forbidden path_beg /v1/load_lora_adapter /v1/unload_lora_adapter\n" in front
+    assert "if gw_forbidden || !gw_route" in front
+    assert gw.door_routes({"engine": "tgi", "extra_paths": ["/generate"], "migrate_to": {"engine": "vllm"}}) == (
+        ["/v1/"], ["/generate"], ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"])
+    # a path the migrate_to engine forbids is refused as an extra path too
+    doors = migrating()
+    doors[0]["extra_paths"] = ["/v1/load_lora_adapter"]
+    with pytest.raises(gw.GatewayError, match="extra_paths /v1/load_lora_adapter changes the vllm server"):
+        build_migration(doors=doors)
+
+
+def test_the_doors_description_of_a_migrating_door_and_of_a_plain_one():
+    door = build_migration()["doors"][0]
+    assert sorted(door) == ["bind_address", "engine", "engine_key", "group", "health_path", "migrate_to", "model", "name",
+                            "port", "servers"]
+    assert door["migrate_to"] == {"engine": "vllm", "weight": 10}
+    # the door's model is the door engine's (what clients send; the vLLM side serves it under its served names too)
+    assert (door["engine"], door["model"], door["engine_key"]) == ("tgi", TGI_MODEL, True)
+    assert door["servers"][2] == {"name": "gw-chat-vllm", "host": "gw", "instance": "chat-vllm", "address": "127.0.0.1",
+                                  "port": 8000, "model": "tiny-7b", "engine": "vllm", "weight": 1}
+    assert ENGINE_KEY not in json.dumps(door)
+    # a door that is not migrating: migrate_to null, each server its engine and HAProxy's default weight (no weight line)
+    plain = build()
+    assert [d["migrate_to"] for d in plain["doors"]] == [None, None]
+    assert [(s["engine"], s["weight"]) for s in plain["doors"][0]["servers"]] == [("vllm", 1), ("vllm", 1)]
+    assert " weight " not in plain["config"]
+    assert sorted(plain["doors"][0]["servers"][0]) == ["address", "engine", "host", "instance", "model", "name", "port", "weight"]
+
+
+@pytest.mark.parametrize("weight, tgi_weight, vllm_weight", [(0, 1, 0), (None, 1, 0), (50, 1, 1), ("25", 3, 1), (100, 0, 1)])
+def test_the_weight_sets_each_sides_haproxy_weight(weight, tgi_weight, vllm_weight):
+    doors = migrating()
+    doors[0]["migrate_to"]["weight"] = weight
+    plan = build_migration(doors=doors)
+    assert [s["weight"] for s in plan["doors"][0]["servers"]] == [tgi_weight] * 2 + [vllm_weight] * 2
+    be = backend(plan["config"])
+    assert "    server gw-chat 127.0.0.1:3000 weight %d\n" % tgi_weight in be
+    assert "    server h2-chat-vllm 10.0.0.2:8000 weight %d\n" % vllm_weight in be
+    assert plan["doors"][0]["migrate_to"]["weight"] == int(weight or 0)
+
+
+def test_migrate_to_has_a_group_and_instances_of_its_own():
+    serv = migration_serving()
+    serv["h3"] = {"address": "10.0.0.3", "endpoints": [
+        vllm("a", bind="10.0.0.3", port=8001, model="tiny-7b", api_key=ENGINE_KEY),
+        vllm("b", bind="10.0.0.3", port=8002, model="tiny-7b", api_key=ENGINE_KEY),
+        vllm("other", bind="10.0.0.3", port=8003, model="other", api_key=ENGINE_KEY)]}
+    plan = build_migration(doors=migrating(weight=50, group="vllm_servers", instances=["a", "b"]), serv=serv)
+    servers = plan["doors"][0]["servers"]
+    assert [(s["name"], s["weight"]) for s in servers] == [("gw-chat", 1), ("h2-chat", 1), ("h3-a", 1), ("h3-b", 1)]
+    # one model per side: the vLLM side serving two models is refused, with the field that fixes it
+    with pytest.raises(gw.GatewayError, match=r"migrate_to: the vllm instances of group vllm_servers serve different models "
+                                              r"\(other, tiny-7b\).*set migrate_to.instances"):
+        build_migration(doors=migrating(group="vllm_servers"), serv=serv)
+    # the door's model picks the TGI side only (the vLLM side serves it under another name)
+    doors = migrating(weight=50, group="vllm_servers", instances=["a"])
+    doors[0]["model"] = TGI_MODEL
+    assert [s["name"] for s in build_migration(doors=doors, serv=serv)["doors"][0]["servers"]] == ["gw-chat", "h2-chat", "h3-a"]
+
+
+def test_the_migration_weights_of_uneven_sides_reach_the_servers():
+    serv = migration_serving()
+    serv["h2"]["endpoints"] = [tgi()]  # 2 TGI + 1 vLLM at 50%: the vLLM replica weighs as much as both TGI ones
+    plan = build_migration(doors=migrating(weight=50), serv=serv)
+    assert [(s["name"], s["weight"]) for s in plan["doors"][0]["servers"]] == [("gw-chat", 1), ("h2-chat", 1), ("gw-chat-vllm", 2)]
+
+
+def test_both_sides_loopback_engines_metrics_are_relayed_each_by_its_own_engine():
+    config = build_migration()["config"]
+    assert "    acl gw_engine_metrics path /engines/gw-chat/metrics /engines/gw-chat-vllm/metrics\n" in config
+    assert "backend mx_gw-chat-vllm\n    http-request set-path /metrics\n    server gw-chat-vllm 127.0.0.1:8000\n" in config
+    assert "backend mx_gw-chat\n" in config and "mx_h2-" not in config
+
+
+def test_the_curl_line_of_a_migrating_door_says_so():
+    lines = gw.curl_lines(build_migration()["doors"], "192.0.2.7").splitlines()
+    assert lines[0] == "door chat (tgi %s, 4 replica(s); migrating: 10%% of new requests to vllm) https://192.0.2.7:8443" % TGI_MODEL
+    assert '"model": "%s"' % TGI_MODEL in lines[1]
+
+
+BAD_MIGRATIONS = [
+    ("vllm", r"gateway_frontends\[0\] \(chat\): migrate_to must be a dict \{engine, group, instances, weight\}.*got 'vllm'"),
+    ({"engine": "vllm", "percent": 10}, r"gateway_frontends\[0\] \(chat\): migrate_to: unknown field\(s\) percent; "
+                                        r"migrate_to has engine, group, instances, weight"),
+    ({"weight": 10}, r"\(chat\): migrate_to.engine None must be one of vllm, tgi"),
+    ({"engine": "sglang"}, r"migrate_to.engine 'sglang' must be one of vllm, tgi"),
+    ({"engine": "tgi"}, r"migrate_to.engine 'tgi' is the door's own engine; migrate_to names the OTHER engine"),
+    ({"engine": "ollama"}, r"\(chat\): migrate_to: a migration mixes two OpenAI-API engines that serve the same model.*"
+                           r"ollama cannot be on either side.*migrate_to.engine: 'ollama'"),
+    ({"engine": "vllm", "group": "nowhere"}, r"migrate_to.group 'nowhere' is not in the inventory; set it to the inventory "
+                                             r"group whose vllm instances"),
+    ({"engine": "vllm", "instances": "chat-vllm"}, r"migrate_to.instances must be a list of vllm instance names, got 'chat-vllm'"),
+    ({"engine": "vllm", "weight": 101}, r"migrate_to.weight \(the percent of new requests sent to vllm\) must be a whole "
+                                        r"number from 0 to 100, got 101"),
+    ({"engine": "vllm", "weight": -1}, r"migrate_to.weight .* got -1"),
+    ({"engine": "vllm", "weight": True}, r"migrate_to.weight .* got True"),
+    ({"engine": "vllm", "weight": "ten"}, r"migrate_to.weight .* got 'ten'"),
+    ({"engine": "vllm", "weight": 12.5}, r"migrate_to.weight .* got 12.5"),
+    ({"engine": "vllm", "instances": ["nope"]}, r"gateway_frontends \(chat\): migrate_to: no vllm instance in group "
+                                                r"tgi_servers named nope has published an endpoint; check the "
+                                                r"migrate_to.group and migrate_to.instances"),
+    ({"engine": "vllm", "group": "vllm_servers"}, r"migrate_to: host h3 of group vllm_servers has published no endpoints"),
+]
+
+
+@pytest.mark.parametrize("migrate_to, message", BAD_MIGRATIONS)
+def test_bad_migrate_to_values_are_refused_with_the_fix(migrate_to, message):
+    doors = [{"name": "chat", "engine": "tgi", "port": 8443, "migrate_to": migrate_to}]
+    with pytest.raises(gw.GatewayError, match=message):
+        build_migration(doors=doors)
+
+
+def test_an_ollama_door_cannot_migrate():
+    doors = [{"name": "local", "engine": "ollama", "port": 8444, "migrate_to": {"engine": "vllm"}}]
+    with pytest.raises(gw.GatewayError, match=r"gateway_frontends\[0\] \(local\): migrate_to: a migration mixes two "
+                                              r"OpenAI-API engines.*\(this door: ollama"):
+        build(doors=doors)
+
+
+def test_a_door_without_migrate_to_or_with_null_is_not_migrating():
+    doors = [{"name": "chat", "engine": "vllm", "port": 8443, "migrate_to": None}]
+    plan = build(doors=doors)
+    assert plan["doors"][0]["migrate_to"] is None and "balance leastconn" in plan["config"]
+    assert plan["config"] == build(doors=[{"name": "chat", "engine": "vllm", "port": 8443}])["config"]
+
+
+@pytest.mark.parametrize("vllm_key", ["another-engine-key-0123", None])
+def test_the_two_sides_must_share_one_engine_key(vllm_key):
+    with pytest.raises(gw.GatewayError, match=r"gateway_frontends \(chat\): the vllm instances \(migrate_to\) and the tgi "
+                                              r"instances behind this door have different engine API keys \(not shown\).*"
+                                              r"give the vllm instances the tgi instances' api_key \(the tgi_to_vllm "
+                                              r"filter carries it over\)") as err:
+        build_migration(serv=migration_serving(vllm_key=vllm_key))
+    assert ENGINE_KEY not in str(err.value) and "another-engine-key" not in str(err.value)
+
+
+def test_no_engine_key_on_either_side_is_one_key():
+    serv = migration_serving(vllm_key=None)
+    for host in serv.values():
+        host["endpoints"][0]["api_key"] = None
+    plan = build_migration(serv=serv)
+    assert plan["upstream_map"] == "" and plan["doors"][0]["engine_key"] is False
+
+
+def test_the_two_sides_must_share_one_readiness_path():
+    serv = migration_serving()
+    for host in serv.values():
+        host["endpoints"][1]["health_path"] = "/ready"
+    with pytest.raises(gw.GatewayError, match=r"\(chat\): the instances behind this door have different readiness paths "
+                                              r"\(/health, /ready\)"):
+        build_migration(serv=serv)
+
+
+def test_a_server_name_or_address_used_by_both_sides_is_refused():
+    serv = migration_serving()
+    serv["gw"]["endpoints"][1] = vllm("chat", port=8000, model="tiny-7b", api_key=ENGINE_KEY)  # tgi_to_vllm kept the name
+    with pytest.raises(gw.GatewayError, match=r"two instances map to one server name \(gw-chat, h2-chat, gw-chat, "
+                                              r"h2-chat-vllm\); rename an instance \(beside a tgi instance on the same "
+                                              r"host, give the vllm instance a name and a port of its own\)"):
+        build_migration(serv=serv)
+    serv = migration_serving()
+    serv["gw"]["endpoints"][1] = vllm("chat-vllm", port=3000, model="tiny-7b", api_key=ENGINE_KEY)  # and the port
+    with pytest.raises(gw.GatewayError, match=r"two endpoints share one address and port .*127.0.0.1:3000.*127.0.0.1:3000.*"
+                                              r"a name and a port of its own"):
+        build_migration(serv=serv)
+
+
+@pytest.mark.parametrize("n_from, n_to, percent, weights", [
+    (1, 1, 10, (9, 1)),      # the first step of a migration: 9:1
+    (1, 1, 50, (1, 1)),
+    (2, 1, 50, (1, 2)),      # 2 TGI + 1 vLLM: the vLLM replica weighs as much as both TGI ones
+    (1, 2, 50, (2, 1)),
+    (3, 2, 33, (134, 99)),   # exact: 2 * 99 / (3 * 134 + 2 * 99) = 198 / 600
+    (1, 1, 25, (3, 1)),
+    (4, 4, 90, (1, 9)),
+    (1, 1, 0, (1, 0)),       # 0: the migrate_to side takes no new request
+    (5, 3, 0, (1, 0)),
+    (1, 1, 100, (0, 1)),     # 100: the door's own engine takes none
+    (5, 3, 100, (0, 1)),
+])
+def test_migration_weights(n_from, n_to, percent, weights):
+    assert gw.migration_weights(n_from, n_to, percent) == weights
+    assert gw.migrate_share(n_from, n_to, weights) == pytest.approx(percent / 100.0)
+
+
+@pytest.mark.parametrize("n_from, n_to, percent", [(7, 3, 1), (4, 1, 99), (1, 4, 1), (300, 1, 50), (3, 7, 43)])
+def test_migration_weights_are_the_nearest_when_not_exact(n_from, n_to, percent):
+    from fractions import Fraction
+    w_from, w_to = gw.migration_weights(n_from, n_to, percent)
+    assert 1 <= w_from <= 256 and 1 <= w_to <= 256
+
+    def error(a, b):
+        return abs(Fraction(n_to * b, n_from * a + n_to * b) - Fraction(percent, 100))
+    # no pair of HAProxy weights (both >= 1: neither side is shut off) comes closer
+    best = min(error(a, b) for a in range(1, 257) for b in range(1, 257))
+    assert error(w_from, w_to) == best
+
+
+def test_migration_weights_keep_both_sides_alive_strictly_between_0_and_100():
+    for n_from, n_to in ((1, 1), (2, 1), (1, 2), (8, 1), (1, 8), (3, 5)):
+        for percent in range(1, 100):
+            w_from, w_to = gw.migration_weights(n_from, n_to, percent)
+            assert 1 <= w_from <= 256 and 1 <= w_to <= 256, (n_from, n_to, percent)
+            if max(n_from, n_to) <= 2:  # within HAProxy's 256 every step is met to half a percent
+                assert abs(gw.migrate_share(n_from, n_to, (w_from, w_to)) * 100 - percent) < 0.5, (n_from, n_to, percent)
+    # 8 TGI + 1 vLLM at 98%: the vLLM replica's 256 against 1 per TGI replica is as far as HAProxy's weights go
+    assert gw.migration_weights(8, 1, 98) == (1, 256)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0, 1, 10), r"n_from\) must be a whole number from 1"),
+    ((1, 0, 10), r"n_to\) must be a whole number from 1"),
+    ((1, 1, 101), "percent of new requests sent to the migrate_to side must be a whole number from 0 to 100, got 101"),
+    ((1, 1, 10.5), "got 10.5"),
+    ((1, 1, None), "got None"),
+    ((True, 1, 10), "got True"),
+])
+def test_migration_weights_refuse_bad_arguments(args, message):
+    with pytest.raises(gw.GatewayError, match=message):
+        gw.migration_weights(*args)

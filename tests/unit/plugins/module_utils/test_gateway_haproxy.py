@@ -340,3 +340,125 @@ def test_the_metrics_listener_relays_the_loopback_engines_metrics(gateway):
     for path in (gw.engine_metrics_path("gw", "ollama"), "/engines/gw-nope/metrics", "/engines/gw-one/tokenize", "/invocations"):
         assert get(path)[0] == 404, path
     assert call(gateway, "vllm", "/metrics", KEY)[0] == 403
+
+
+# A door in the middle of a TGI -> vLLM migration: one stand-in "tgi" and one stand-in "vllm" behind one backend,
+# balance roundrobin with the weights of migration_weights; the share of sequential requests follows them, and the
+# runtime API moves it without a reload (what playbooks/migrate_tgi_to_vllm.yml does step by step).
+def migration_plan(d, tgi_port, vllm_port, weight, door_port=8443, s=None):
+    endpoints = [{"name": "chat", "instance": "chat", "engine": "tgi", "url": "http://127.0.0.1:%d" % tgi_port,
+                  "host": "127.0.0.1", "port": tgi_port, "model": "org/tiny", "api_key": ENGINE_KEY},
+                 {"name": "chat-vllm", "instance": "chat-vllm", "engine": "vllm", "url": "http://127.0.0.1:%d" % vllm_port,
+                  "host": "127.0.0.1", "port": vllm_port, "model": "tiny", "api_key": ENGINE_KEY}]
+    door = {"name": "chat", "engine": "tgi", "port": door_port, "group": "g", "bind_address": "127.0.0.1",
+            "migrate_to": {"engine": "vllm", "weight": weight}}
+    return gw.build([door], [{"name": "alice", "key": KEY, "rate_limit": 1000}], {"g": ["gw"]},
+                    {"gw": {"endpoints": endpoints}}, "gw", s or settings(d))
+
+
+def test_haproxy_accepts_a_migrating_door_in_the_production_config(tmp_path, tls):
+    shutil.copy(tls / "tls.pem", tmp_path / "tls.pem")
+    s = {k: v for k, v in settings(tmp_path, metrics_port=8405).items()
+         if k in ("tls_pem", "keys_map", "rates_map", "upstream_map", "runtime_socket", "metrics_port")}
+    plan = migration_plan(tmp_path, 3000, 8000, 10, s=s)
+    assert "balance roundrobin" in plan["config"] and "weight 9" in plan["config"] and "weight 1" in plan["config"]
+    result = haproxy_check(write(tmp_path, plan))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Configuration file is valid" in result.stdout
+
+
+class Migration:
+    """One HAProxy in the foreground with a migrating door in front of a stand-in tgi and a stand-in vllm."""
+
+    def __init__(self, d, tls, weight):
+        shutil.copy(tls / "tls.pem", d / "tls.pem")
+        self.dir, self.tgi, self.vllm, self.port = d, engine(), engine(), free_port()
+        self.plan = migration_plan(d, self.tgi.server_port, self.vllm.server_port, weight, self.port)
+        self.cfg = write(d, self.plan)
+        self.log = open(d / "haproxy.log", "w")
+        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.cfg)], stdout=self.log, stderr=subprocess.STDOUT)
+        self.gateway = {"dir": d, "ports": {"chat": self.port}, "context": ssl.create_default_context(cafile=str(tls / "cert.pem"))}
+        deadline = time.time() + 20
+        stat = None
+        while time.time() < deadline:  # both replicas UP by their health checks (a weight 0 one too)
+            try:
+                stat = runtime(self.gateway, "show stat")
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if sum(1 for line in stat.splitlines() if line.startswith("be_chat,gw-") and ",UP," in line) == 2:
+                return
+            time.sleep(0.1)
+        self.close()
+        pytest.fail("haproxy did not come up: %s %s" % ((d / "haproxy.log").read_text(), stat))
+
+    def share(self, count=20):
+        """How many of ``count`` sequential requests reached each engine: (tgi, vllm)."""
+        self.tgi.seen.clear()
+        self.vllm.seen.clear()
+        for _attempt in range(count):
+            status, _headers, body = call(self.gateway, "chat", "/v1/chat/completions", KEY, method="POST")
+            assert status == 200 and json.loads(body)["path"] == "/v1/chat/completions"
+        assert len(self.tgi.seen) + len(self.vllm.seen) == count
+        return len(self.tgi.seen), len(self.vllm.seen)
+
+    def weights(self):
+        """{server: weight} of the door's backend, as show stat reads it."""
+        lines = runtime(self.gateway, "show stat").splitlines()
+        header = lines[0][2:].split(",")
+        rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line.startswith("be_chat,")]
+        return {row["svname"]: int(row["weight"]) for row in rows if row["svname"] not in ("FRONTEND", "BACKEND")}
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.log.close()
+        for server in (self.tgi, self.vllm):
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture
+def migration(tmp_path, tls):
+    made = []
+
+    def start(weight):
+        made.append(Migration(tmp_path, tls, weight))
+        return made[-1]
+    yield start
+    for item in made:
+        item.close()
+
+
+@pytest.mark.parametrize("weight, to_vllm", [(0, 0), (50, 10), (100, 20), (10, 2)])
+def test_the_share_of_requests_follows_the_migration_weight(migration, weight, to_vllm):
+    door = migration(weight)
+    w_from, w_to = gw.migration_weights(1, 1, weight)
+    assert door.weights() == {"gw-chat": w_from, "gw-chat-vllm": w_to}
+    assert door.share(20) == (20 - to_vllm, to_vllm)
+    # both sides get the engine's key, never the client's
+    seen = door.tgi.seen + door.vllm.seen
+    assert {auth for _path, auth, _host in seen} == {"Bearer " + ENGINE_KEY}
+
+
+def test_the_runtime_api_moves_the_traffic_without_a_reload(migration):
+    from ansible_collections.onprem.llm_serving.plugins.module_utils import _haproxy_runtime as rt
+    door = migration(0)
+    socket_path = str(door.dir / "admin.sock")
+    assert door.share(20) == (20, 0)
+    for percent, to_vllm in ((10, 2), (50, 10), (100, 20), (0, 0)):
+        w_from, w_to = gw.migration_weights(1, 1, percent)
+        rt.set_weight(socket_path, "be_chat", "gw-chat", w_from)
+        rt.set_weight(socket_path, "be_chat", "gw-chat-vllm", w_to)
+        assert door.weights() == {"gw-chat": w_from, "gw-chat-vllm": w_to}
+        assert {name: row["weight"] for name, row in rt.servers(socket_path, "be_chat").items()} == {
+            "gw-chat": w_from, "gw-chat-vllm": w_to}
+        # HAProxy's weighted round robin places a server whose weight changed at a new position of its cycle: the first
+        # cycle after a change may give it one request less (seen: the first vllm request of a 9:1 cycle came 16th).
+        # From then on the share is exact: a warm-up of two cycles, then 20 requests.
+        warm_tgi, warm_vllm = door.share(20)
+        assert abs(warm_vllm - to_vllm) <= 1, (percent, warm_tgi, warm_vllm)
+        assert door.share(20) == (20 - to_vllm, to_vllm), percent
+    # the same process all along, its configuration untouched: no reload
+    assert door.proc.poll() is None
+    assert door.cfg.read_text() == door.plan["config"] and "weight 0" in door.plan["config"]
