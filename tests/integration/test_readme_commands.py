@@ -58,6 +58,8 @@ RUN_BY = {
     "ansible-playbook playbooks/update.yml":
         "tests/integration/test_update_lab.py::test_a_flag_and_a_model_revision_roll_through_with_no_failed_request",
     "ansible-playbook playbooks/rollback.yml": "tests/integration/test_update_lab.py::test_rollback_on_demand_goes_back_with_no_failed_request",
+    "ansible-playbook playbooks/migrate_tgi_to_vllm.yml -e migrate_door=text -e migrate_retire_tgi=true":
+        "Molecule tgi: roles/tgi/molecule/default/verify_migration.yml runs exactly this under load (tests/molecule/migrate_under_load.py)",
     "ansible-galaxy collection build --output-path dist/": "tests/unit/release/conftest.py::collection_tarball",
     "ansible-builder create --file execution-environment.yml --context dist/ee-context":
         "tests/unit/release/test_execution_environment.py::context",

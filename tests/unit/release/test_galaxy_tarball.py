@@ -117,6 +117,6 @@ def test_site_list_tasks_from_the_install(workdir, installed):
     for playbook in (installed["path"] / "playbooks").glob("*.yml"):
         roles.update(re.findall(r"role: (%s\.\w+)" % re.escape(FQ), playbook.read_text()))
     for role in sorted(roles):
-        if ("%s :" % role) not in out and role.endswith((".benchmark", ".bundle", ".update")):
-            continue  # benchmark.yml, bundle.yml and the day-2 update.yml / rollback.yml are not part of site.yml
+        if ("%s :" % role) not in out and role.endswith((".benchmark", ".bundle", ".update", ".migrate")):
+            continue  # benchmark.yml, bundle.yml and the day-2 update.yml / rollback.yml / migrate_tgi_to_vllm.yml are not part of site.yml
         assert ("%s :" % role) in out, "site.yml --list-tasks from the install lists no task of %s:\n%s" % (role, out)
