@@ -333,7 +333,7 @@ def migration_weights(n_from, n_to, percent):
         # the share falls as w_from grows: the best w_from for this w_to is on one side or the other of the exact one
         exact = Fraction(n_to * w_to * (100 - percent), n_from * percent)
         low = int(exact)
-        for w_from in {min(MAX_WEIGHT, max(1, low)), min(MAX_WEIGHT, max(1, low + 1))}:
+        for w_from in sorted({min(MAX_WEIGHT, max(1, low)), min(MAX_WEIGHT, max(1, low + 1))}):
             error = abs(Fraction(n_to * w_to, n_from * w_from + n_to * w_to) - want)
             candidate = (error, w_from + w_to, w_to, w_from)
             if best is None or candidate < best:
