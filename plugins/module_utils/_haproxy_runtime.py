@@ -157,5 +157,7 @@ def wait_up(socket_path, backend, name, timeout, **kwargs):
 
 
 def ready_count(rows, excluding=()):
-    """How many replicas take new requests, leaving out the named ones."""
-    return sum(1 for name, row in rows.items() if name not in excluding and is_serving(row["status"]))
+    """How many replicas take new requests, leaving out the named ones. A replica of weight 0 (a migration's side that
+    gets no share yet, or no more) is UP but takes none: it does not count."""
+    return sum(1 for name, row in rows.items()
+               if name not in excluding and is_serving(row["status"]) and row.get("weight", 1) != 0)

@@ -121,6 +121,9 @@ def test_ready_count_leaves_out_drained_maint_down_and_the_named():
             "e": {"status": "UP 1/2"}, "f": {"status": "no check"}}
     assert rt.ready_count(rows) == 3
     assert rt.ready_count(rows, excluding=("a",)) == 2
+    # weight 0 (a migration's door: the side with no share) is UP and takes nothing
+    rows["e"]["weight"], rows["a"]["weight"] = 0, 1
+    assert rt.ready_count(rows) == 2
 
 
 def test_a_missing_socket_names_the_variable(capsys, tmp_path):
