@@ -91,7 +91,9 @@ def summary(records):
     span = (max(r["start_time"] + r["latency"] for r in records) - min(r["start_time"] for r in records)) if records else 0
     return {"requests": len(records), "failed": len(records) - len(ok),
             "errors": sorted(collections.Counter(r["error"][:120] for r in records if not r["success"]).items()),
-            "output_tok_s": sum(r["output_tokens"] for r in ok) / span if span > 0 else 0.0,
+            # a server that sends no separate usage chunk (TGI puts usage in its last token's chunk, which vLLM's
+            # client rules do not read) is counted by its token events
+            "output_tok_s": sum(r["output_tokens"] or len(r["itl"]) + 1 for r in ok) / span if span > 0 else 0.0,
             "ttft_p50_ms": _p([r["ttft"] for r in ok], 50), "ttft_p99_ms": _p([r["ttft"] for r in ok], 99)}
 
 
