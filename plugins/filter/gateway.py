@@ -8,6 +8,7 @@
 - gateway_curl_lines: a curl line per door, the key read from $API_KEY
 - gateway_migration_weights: [weight of each door-engine replica, weight of each migrate_to replica] (HAProxy's
   0-256) that send a given percent of a migrating door's new requests to the migrate_to side (runtime weight changes)
+- gateway_migration_gate: the judgement of one traffic-shift step from HAProxy's counters and the probe requests
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils._gateway import (
-    GatewayError, build, curl_lines, migration_weights)
+    GatewayError, build, curl_lines, migration_gate, migration_weights)
 
 
 def _build(frontends, keys, groups, serving, gateway_host, settings):
@@ -52,7 +53,18 @@ def gateway_migration_weights(n_from, n_to, percent):
         raise AnsibleFilterError("gateway_migration_weights: %s" % exc)
 
 
+def gateway_migration_gate(servers, start, end, engine="vllm", probe=None, max_errors=0, step=0):
+    """{door_requests, requests, errors, probe_*, counters_reset, passed, reasons} of one step of a migrating door:
+    ``servers`` the door's replicas, ``start``/``end`` {replica: show stat counters} at the gate's ends, ``probe``
+    llm_benchmark's level of the probe requests (or none)."""
+    try:
+        return migration_gate(servers, start or {}, end or {}, engine, probe, int(max_errors), int(step))
+    except GatewayError as exc:
+        raise AnsibleFilterError("gateway_migration_gate: %s" % exc)
+
+
 class FilterModule:
     def filters(self):
         return {"gateway_config": gateway_config, "gateway_secrets": gateway_secrets,
-                "gateway_curl_lines": gateway_curl_lines, "gateway_migration_weights": gateway_migration_weights}
+                "gateway_curl_lines": gateway_curl_lines, "gateway_migration_weights": gateway_migration_weights,
+                "gateway_migration_gate": gateway_migration_gate}

@@ -348,6 +348,57 @@ def migrate_share(n_from, n_to, weights):
     return float(n_to * w_to) / total if total else 0.0
 
 
+# HAProxy's per-server counters of an answer that failed: a 5xx from the engine, a connection that failed, a response
+# that broke off (show stat's hrsp_5xx, econ, eresp)
+GATE_ERRORS = ("hrsp_5xx", "econ", "eresp")
+
+
+def migration_gate(servers, start, end, engine="vllm", probe=None, max_errors=0, step=0):
+    """The judgement of one traffic-shift step from what HAProxy counted while it was held.
+
+    servers: the door's replicas [{name, engine}]; start, end: {server name: its show stat counters (stot, hrsp_5xx,
+    econ, eresp)} at the start and the end of the gate; engine: the side the traffic moves to; probe: llm_benchmark's
+    level of the probe requests sent through the door (or None); max_errors: errors the moving side may answer; step:
+    the percent it was given. A counter lower at the end than at the start was reset (HAProxy reloaded): the end value
+    is what the gate saw since. Returns {door_requests, requests, errors, probe_completed, probe_failed, probe_errors,
+    probe_ttft_p99_ms, counters_reset, passed, reasons}."""
+    out = {"door_requests": 0, "requests": 0, "errors": 0, "counters_reset": False}
+
+    def delta(name, key):
+        before = int((start.get(name) or {}).get(key) or 0)
+        after = int((end.get(name) or {}).get(key) or 0)
+        if after < before:
+            out["counters_reset"] = True
+            return after
+        return after - before
+
+    for server in servers or []:
+        name = server["name"]
+        if name not in (end or {}):
+            raise GatewayError("migration gate: no counters of replica %s at the end of the gate" % name)
+        requests = delta(name, "stot")
+        out["door_requests"] += requests
+        if server.get("engine") == engine:
+            out["requests"] += requests
+            out["errors"] += sum(delta(name, key) for key in GATE_ERRORS)
+    probe = probe or {}
+    out.update(probe_completed=int(probe.get("completed") or 0), probe_failed=int(probe.get("failed") or 0),
+               probe_errors=list(probe.get("errors") or []), probe_ttft_p99_ms=round(float(probe.get("p99_ttft_ms") or 0), 1))
+    reasons = []
+    if out["errors"] > max_errors:
+        reasons.append("the %s replicas answered %d of %d requests with an error (5xx, failed connection or response; "
+                       "at most %d allowed: migrate_gate_max_errors)" % (engine, out["errors"], out["requests"], max_errors))
+    if out["probe_failed"]:
+        reasons.append("%d of %d probe requests through the door failed (%s)" % (
+            out["probe_failed"], out["probe_failed"] + out["probe_completed"], "; ".join(out["probe_errors"][:3]) or "no detail"))
+    if step > 0 and out["requests"] == 0:
+        reasons.append("no request reached the %s replicas during the gate, so it proved nothing: raise migrate_gate_requests "
+                       "or migrate_gate_seconds" % engine)
+    out["passed"] = not reasons
+    out["reasons"] = reasons
+    return out
+
+
 def _side_servers(where, engine, group, model, instances, groups, serving, gateway_host, fields):
     """The replicas of one engine behind a door: every published endpoint of ``engine`` on the hosts of ``group``
     (filtered by model and instances), each with the address the gateway host reaches it at.

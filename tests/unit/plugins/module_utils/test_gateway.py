@@ -643,3 +643,48 @@ def test_migration_weights_keep_both_sides_alive_strictly_between_0_and_100():
 def test_migration_weights_refuse_bad_arguments(args, message):
     with pytest.raises(gw.GatewayError, match=message):
         gw.migration_weights(*args)
+
+
+# --- the gate of one traffic-shift step (roles/migrate/tasks/step.yml) -------------------------------------------------
+
+GATE_SERVERS = [{"name": "h1-tiny", "engine": "tgi"}, {"name": "h1-tiny-vllm", "engine": "vllm"}]
+
+
+def _rows(tgi, vllm, vllm_5xx=0, vllm_econ=0, vllm_eresp=0):
+    return {"h1-tiny": {"stot": tgi, "hrsp_5xx": 0, "econ": 0, "eresp": 0},
+            "h1-tiny-vllm": {"stot": vllm, "hrsp_5xx": vllm_5xx, "econ": vllm_econ, "eresp": vllm_eresp}}
+
+
+def test_migration_gate_passes_on_clean_answers_and_counts_the_share():
+    gate = gw.migration_gate(GATE_SERVERS, _rows(100, 3), _rows(145, 8), probe={"completed": 20, "failed": 0, "p99_ttft_ms": 9.87},
+                             step=10)
+    assert gate["passed"] and gate["reasons"] == []
+    assert (gate["door_requests"], gate["requests"], gate["errors"]) == (50, 5, 0)
+    assert gate["probe_completed"] == 20 and gate["probe_ttft_p99_ms"] == 9.9 and not gate["counters_reset"]
+
+
+def test_migration_gate_fails_on_errors_of_the_new_side_only():
+    # TGI's own errors are not the new side's; vLLM's 5xx, failed connections and broken responses are
+    start, end = _rows(0, 0), _rows(40, 10, vllm_5xx=1, vllm_econ=1, vllm_eresp=1)
+    end["h1-tiny"]["hrsp_5xx"] = 7
+    gate = gw.migration_gate(GATE_SERVERS, start, end, step=50)
+    assert not gate["passed"] and gate["errors"] == 3
+    assert "answered 3 of 10 requests with an error" in gate["reasons"][0] and "migrate_gate_max_errors" in gate["reasons"][0]
+    assert gw.migration_gate(GATE_SERVERS, start, end, max_errors=3, step=50)["passed"]
+
+
+def test_migration_gate_fails_on_a_failed_probe_and_on_no_traffic_to_the_new_side():
+    gate = gw.migration_gate(GATE_SERVERS, _rows(0, 0), _rows(20, 0),
+                             probe={"completed": 19, "failed": 1, "errors": ["HTTP 503: no server"]}, step=10)
+    assert not gate["passed"] and len(gate["reasons"]) == 2
+    assert "1 of 20 probe requests" in gate["reasons"][0] and "HTTP 503" in gate["reasons"][0]
+    assert "no request reached the vllm replicas" in gate["reasons"][1] and "migrate_gate_requests" in gate["reasons"][1]
+    # going back to 0%: no request to vLLM is what was asked
+    assert gw.migration_gate(GATE_SERVERS, _rows(0, 0), _rows(20, 0), step=0)["passed"]
+
+
+def test_migration_gate_reads_a_counter_reset_as_a_reload_and_needs_every_replica():
+    gate = gw.migration_gate(GATE_SERVERS, _rows(500, 300), _rows(12, 4), step=50)
+    assert gate["counters_reset"] and gate["requests"] == 4 and gate["door_requests"] == 16 and gate["passed"]
+    with pytest.raises(gw.GatewayError, match="no counters of replica h1-tiny-vllm"):
+        gw.migration_gate(GATE_SERVERS, _rows(0, 0), {"h1-tiny": _rows(1, 1)["h1-tiny"]}, step=50)
