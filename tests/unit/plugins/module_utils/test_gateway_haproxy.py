@@ -172,25 +172,32 @@ def gateway(tmp_path_factory, tls):
     context = ssl.create_default_context(cafile=str(tls / "cert.pem"))
     gateway = {"dir": d, "proc": proc, "ports": ports, "context": context, "engines": {"one": v1, "two": v2, "ollama": ol},
                "plan": plan}
-    deadline = time.time() + 20
-    while time.time() < deadline:  # listening, and both vLLM servers UP by their health checks
-        try:
-            stat = runtime(gateway, "show stat")
-        except OSError:
-            time.sleep(0.1)
-            continue
-        if sum(1 for line in stat.splitlines() if line.startswith("be_chat,gw-") and ",UP," in line) == 2:
-            break
-        time.sleep(0.1)
-    else:
+    up, stat = wait_chat_up(gateway)  # listening, and both vLLM servers UP by their health checks
+    if not up:
         proc.kill()
-        pytest.fail("haproxy did not come up: %s %s" % ((d / "haproxy.log").read_text(), locals().get("stat")))
+        pytest.fail("haproxy did not come up: %s %s" % ((d / "haproxy.log").read_text(), stat))
     yield gateway
     proc.terminate()
     proc.wait(10)
     log.close()
     for server in (v1, v2, ol):
         server.shutdown()
+
+
+def wait_chat_up(gateway, count=2, timeout=20):
+    """(True, show stat) once HAProxy answers on its socket and ``count`` replicas of door chat are UP; (False, the last
+    show stat or None) after ``timeout`` seconds."""
+    deadline, stat = time.time() + timeout, None
+    while time.time() < deadline:
+        try:
+            stat = runtime(gateway, "show stat")
+        except OSError:
+            time.sleep(0.1)
+            continue
+        if sum(1 for line in stat.splitlines() if line.startswith("be_chat,gw-") and ",UP," in line) == count:
+            return True, stat
+        time.sleep(0.1)
+    return False, stat
 
 
 def runtime(gateway, command):
@@ -378,17 +385,9 @@ class Migration:
         self.log = open(d / "haproxy.log", "w")
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.cfg)], stdout=self.log, stderr=subprocess.STDOUT)
         self.gateway = {"dir": d, "ports": {"chat": self.port}, "context": ssl.create_default_context(cafile=str(tls / "cert.pem"))}
-        deadline = time.time() + 20
-        stat = None
-        while time.time() < deadline:  # both replicas UP by their health checks (a weight 0 one too)
-            try:
-                stat = runtime(self.gateway, "show stat")
-            except OSError:
-                time.sleep(0.1)
-                continue
-            if sum(1 for line in stat.splitlines() if line.startswith("be_chat,gw-") and ",UP," in line) == 2:
-                return
-            time.sleep(0.1)
+        up, stat = wait_chat_up(self.gateway)  # both replicas UP by their health checks (a weight 0 one too)
+        if up:
+            return
         self.close()
         pytest.fail("haproxy did not come up: %s %s" % ((d / "haproxy.log").read_text(), stat))
 
