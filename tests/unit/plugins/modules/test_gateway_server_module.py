@@ -75,8 +75,11 @@ def gateway(tmp_path_factory):
         "global", "    stats socket %s mode 600 level admin" % sock,
         "defaults", "    mode http", "    timeout connect 2s", "    timeout client 30s", "    timeout server 30s",
         "frontend fe_chat", "    bind 127.0.0.1:%d" % port, "    default_backend be_chat",
-        "backend be_chat", "    balance leastconn", "    option httpchk GET /health",
-        "    default-server check inter 200ms fall 3 rise 2",
+        # the stand-ins run in this test process: on a busy machine (xdist workers beside it) a check may take longer
+        # than the 200 ms interval, and fall 3 took a stand-in DOWN mid-test (both streams went to the other replica):
+        # a check may take 2 s, and a replica goes DOWN only after 10 failed checks in a row
+        "backend be_chat", "    balance leastconn", "    option httpchk GET /health", "    timeout check 2s",
+        "    default-server check inter 200ms fall 10 rise 2",
         "    server llm-01-tiny 127.0.0.1:%d" % a.server_address[1],
         "    server llm-01-spare 127.0.0.1:%d" % b.server_address[1], ""]))
     proc = subprocess.Popen([HAPROXY, "-db", "-f", str(d / "haproxy.cfg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -147,14 +150,27 @@ def test_check_mode_says_what_would_change_and_changes_nothing(gateway, capsys):
     assert row["status"] == "UP" and row["weight"] == 1
 
 
+def wait_rows(gateway, done, timeout=10):
+    """The door's rows once ``done(rows)``; the last rows after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    rows = rt.servers(gateway["socket"], "be_chat")
+    while not done(rows) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rows = rt.servers(gateway["socket"], "be_chat")
+    return rows
+
+
 def test_drain_waits_for_the_stream_in_flight_while_new_requests_go_to_the_other(gateway, capsys):
-    # two slow streams: leastconn gives one to each replica
+    # two slow streams, the second sent once the first holds a replica: leastconn gives one to each replica
+    rows = wait_rows(gateway, lambda rows: all(r["status"] == "UP" for r in rows.values()))
+    assert all(r["status"] == "UP" and r["scur"] == 0 for r in rows.values()), rows
     done = []
     threads = [threading.Thread(target=lambda: done.append(get(gateway, "/slow?s=2.5"))) for _i in range(2)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.5)
-    assert rt.server(gateway["socket"], "be_chat", "llm-01-tiny")["scur"] == 1
+    threads[0].start()
+    wait_rows(gateway, lambda rows: sum(r["scur"] for r in rows.values()) == 1)
+    threads[1].start()
+    rows = wait_rows(gateway, lambda rows: [r["scur"] for r in rows.values()] == [1, 1])
+    assert rows["llm-01-tiny"]["scur"] == 1 and rows["llm-01-spare"]["scur"] == 1, rows
     started = time.monotonic()
     result = run_module(capsys, {"socket": gateway["socket"], "door": "chat", "server": "llm-01-tiny", "state": "drain",
                                  "min_ready": 1})
@@ -185,7 +201,7 @@ def test_min_ready_refuses_to_take_the_last_replica_out(gateway, capsys):
 def test_drain_that_times_out_reports_the_sessions_left(gateway, capsys):
     thread = threading.Thread(target=get, args=(gateway, "/slow?s=2"))
     thread.start()
-    time.sleep(0.4)
+    wait_rows(gateway, lambda rows: rows["llm-01-spare"]["scur"] == 1)
     result = run_module(capsys, {"socket": gateway["socket"], "door": "chat", "server": "llm-01-spare", "state": "drain",
                                  "drain_timeout": 0.5})
     thread.join()
