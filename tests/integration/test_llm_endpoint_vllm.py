@@ -208,28 +208,70 @@ def test_playbooks_smoke_and_benchmark(vllm, tmp_path):
         assert "p99_ttft_ms" in lv and "median_itl_ms" in lv and len(lv["ttfts"]) == 8
 
 
-def test_server_killed_mid_stream(vllm):
-    """Last: it kills the module's vLLM in the middle of a long stream."""
-    def killer():
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                text = urllib.request.urlopen(vllm["url"] + "/metrics", timeout=5).read().decode()
-                running = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("vllm:num_requests_running"))
-                if running >= 1:
-                    time.sleep(0.3)
-                    os.killpg(vllm["proc"].pid, signal.SIGKILL)
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
+def _killing_proxy(vllm, events=10):
+    """A TCP relay in front of vLLM that kills vLLM (SIGKILL to its process group) once it has relayed ``events`` SSE
+    events of a POST /v1/chat/completions answer: the stream has started for sure, whatever the machine's load (a
+    killer that polled /metrics was answered only after the stream had ended, on the busy 2-core machine; one that read
+    the access log saw the module succeed once). Returns (url, the listening socket)."""
+    host, port = vllm["url"].rsplit(":", 1)[0].split("//")[1], int(vllm["url"].rsplit(":", 1)[1])
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
 
-    t = threading.Thread(target=killer)
-    t.start()
-    res, _out = run_module("llm_endpoint", _args(vllm, engine="openai", apis=["chat"], streaming="streamed", max_tokens=1900, min_tokens=8,
-                                                 timeout=30))
-    t.join()
-    assert res["failed"]
-    assert "POST %s/v1/chat/completions" % vllm["url"] in res["msg"]
+    def pump(src, dst, watch):
+        seen = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+                if watch["answer"] is not src:
+                    # the module may send its POST on a connection its readiness GETs opened (keep-alive)
+                    watch["post"] = watch["post"] or b"POST /v1/chat/completions" in data
+                elif watch["post"]:
+                    seen += data.count(b"data: ")
+                    if seen >= events:
+                        os.killpg(vllm["proc"].pid, signal.SIGKILL)
+                        watch["killed"] = True
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve():
+        while True:
+            try:
+                client, _addr = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection((host, port))
+            except OSError:  # vLLM not listening yet (the module's readiness wait retries) or gone
+                client.close()
+                continue
+            watch = {"post": False, "answer": upstream, "killed": False}
+            threading.Thread(target=pump, args=(client, upstream, watch), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, client, watch), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return "http://127.0.0.1:%d" % listener.getsockname()[1], listener
+
+
+def test_server_killed_mid_stream(vllm):
+    """Last: it kills the module's vLLM in the middle of a long stream (through a relay that kills it after 10 events)."""
+    url, listener = _killing_proxy(vllm)
+    try:
+        res, _out = run_module("llm_endpoint", dict(_args(vllm, engine="openai", apis=["chat"], streaming="streamed", max_tokens=1900,
+                                                          min_tokens=8, timeout=30), url=url))
+    finally:
+        listener.close()
+    assert vllm["proc"].wait(30) is not None  # the relay killed it
+    assert res.get("failed"), res
+    assert "POST %s/v1/chat/completions" % url in res["msg"]
     assert ("connection closed in the middle of the response" in res["msg"]) or ("without 'data: [DONE]'" in res["msg"]), res["msg"]
     assert json.dumps(res)  # the failure is a plain, serialisable result
