@@ -44,11 +44,10 @@ class Load(object):
             reqs = bench.build_workload("random", num_prompts=max(1, int(self.rate * self.slice_s)), input_len=16,
                                         output_len=self.output_len, seed=self.seed + index)
             client = bench.AsyncStreamClient(self.url, api_key=self.key, ca_path=self.cacert, timeout=300,
-                                             validate_certs=self.validate_certs)
-            # every request on a connection of its own: a keep-alive connection the gateway closes as the client reuses
-            # it (seen once in ~2000 requests, with nothing in the gateway's log) is a client-side race, not a request
-            # the update failed; what fails here reached the gateway
-            client._release = lambda conn, reusable: conn[1].close()  # pylint: disable=protected-access
+                                             validate_certs=self.validate_certs, keep_alive=False)
+            # every request on a connection of its own (keep_alive=False): a keep-alive connection the gateway closes as
+            # the client reuses it (seen once in ~2000 requests, with nothing in the gateway's log) is a client-side race,
+            # not a request the update failed; what fails here reached the gateway
             records, _duration = bench.run_level(client, "chat", self.model, reqs, request_rate=self.rate, seed=self.seed + index,
                                                  ignore_eos=True)
             with self._lock:

@@ -8,6 +8,8 @@ import asyncio
 import gc
 import json
 import math
+import ssl
+import subprocess
 import threading
 
 import pytest
@@ -266,8 +268,11 @@ def test_sse_payloads(blocks, payloads):
 class FakeOpenAI(object):
     """asyncio server in a thread: streams `tokens` completion chunks, a usage chunk and [DONE] (chunked)."""
 
-    def __init__(self, tokens=4, status=200, die_after=None, burst=False):
-        self.tokens, self.status, self.die_after, self.burst = tokens, status, die_after, burst
+    def __init__(self, tokens=4, status=200, die_after=None, burst=False, framing="chunked", tls=None):
+        # framing: "chunked"; "dribble" (chunked, the whole answer written 3 bytes at a time, so chunk sizes, CRLFs and
+        # events are split across reads); "close" (no length: the body ends when the server closes)
+        self.tokens, self.status, self.die_after, self.burst, self.framing = tokens, status, die_after, burst, framing
+        self.tls = tls  # (cert, key): serve HTTPS
         self.bodies = []
         self.connections = 0
         self.loop = asyncio.new_event_loop()
@@ -276,7 +281,11 @@ class FakeOpenAI(object):
 
     def _run(self):
         asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
+        ctx = None
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ctx))
         self.port = self.server.sockets[0].getsockname()[1]
         self.ready.set()
         self.loop.run_forever()
@@ -298,6 +307,22 @@ class FakeOpenAI(object):
             if self.status != 200:
                 body = b'{"error":"nope"}'
                 writer.write(b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n\r\n" % (self.status, len(body)) + body)
+                continue
+            if self.framing != "chunked":
+                events = [{"choices": [{"index": 0, "text": "t%d" % i, "finish_reason": None}]} for i in range(self.tokens)]
+                events += [{"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": self.tokens}}, "[DONE]"]
+                sse = b"".join(("data: %s\r\n\r\n" % (e if isinstance(e, str) else json.dumps(e))).encode() for e in events)
+                if self.framing == "close":
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n" + sse)
+                    await writer.drain()
+                    break
+                answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                answer += b"".join(b"%x;ext=1\r\n%s\r\n" % (len(sse[i:i + 40]), sse[i:i + 40]) for i in range(0, len(sse), 40))
+                answer += b"0\r\n\r\n"
+                for i in range(0, len(answer), 3):
+                    writer.write(answer[i:i + 3])
+                    await writer.drain()
+                    await asyncio.sleep(0.0005)
                 continue
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
 
@@ -334,7 +359,7 @@ class FakeOpenAI(object):
 
     @property
     def url(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
 
 
 def test_async_client_measures_like_vllm_and_reuses_connections():
@@ -347,6 +372,42 @@ def test_async_client_measures_like_vllm_and_reuses_connections():
         assert r["success"] and r["output_tokens"] == 5 and r["prompt_len"] == 7 and len(r["itl"]) == 4
         assert r["latency"] == pytest.approx(r["ttft"] + sum(r["itl"]))
     assert srv.bodies[0]["stream_options"] == {"include_usage": True} and srv.bodies[0]["model"] == "tiny"
+
+
+@pytest.mark.parametrize("framing, connections", [("dribble", 1), ("close", 3)])
+def test_answers_split_anywhere_or_ended_by_close_parse_the_same(framing, connections):
+    # the parser runs where the bytes arrive: chunk sizes, extensions, CRLF and events split across reads, or a body
+    # with no length (one connection per answer), give the same records as whole chunks
+    reqs = b.build_workload("random", 3, 4, 5, seed=0)
+    with FakeOpenAI(tokens=5, framing=framing) as srv:
+        records, _duration = b.run_level(b.AsyncStreamClient(srv.url), "completions", "tiny", reqs, max_concurrency=1)
+    for r in records:
+        assert r["success"] and not r["error"] and r["output_tokens"] == 5 and r["prompt_len"] == 7 and len(r["itl"]) == 4
+        assert r["generated_chars"] == len("t0t1t2t3t4")
+    assert srv.connections == connections
+
+
+def test_https_verifies_the_servers_certificate_against_ca_path(tmp_path):
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=bench-test", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
+    reqs = b.build_workload("random", 2, 4, 3, seed=0)
+    with FakeOpenAI(tokens=3, tls=(cert, key)) as srv:
+        trusted, _d = b.run_level(b.AsyncStreamClient(srv.url, ca_path=cert), "completions", "tiny", reqs, max_concurrency=1)
+        unknown, _d = b.run_level(b.AsyncStreamClient(srv.url), "completions", "tiny", reqs[:1], max_concurrency=1)
+        unchecked, _d = b.run_level(b.AsyncStreamClient(srv.url, validate_certs=False), "completions", "tiny", reqs[:1])
+    assert [r["success"] for r in trusted] == [True, True] and all(len(r["itl"]) == 2 for r in trusted)
+    assert not unknown[0]["success"] and "CERTIFICATE_VERIFY_FAILED" in unknown[0]["error"]
+    assert unchecked[0]["success"]
+
+
+def test_keep_alive_false_opens_a_connection_per_request_and_says_close():
+    reqs = b.build_workload("random", 4, 4, 3, seed=0)
+    with FakeOpenAI(tokens=3) as srv:
+        records, _duration = b.run_level(b.AsyncStreamClient(srv.url, keep_alive=False), "completions", "tiny", reqs,
+                                         max_concurrency=1)
+    assert [r["success"] for r in records] == [True] * 4 and srv.connections == 4
 
 
 def test_test_request_and_warmups_run_first_on_the_pool_the_measured_requests_reuse():
@@ -393,15 +454,15 @@ def test_requests_released_together_take_their_start_times_before_any_is_sent(de
 
     class Client(b.AsyncStreamClient):
         async def _acquire(self):
-            reader, writer = await b.AsyncStreamClient._acquire(self)
-            if not hasattr(writer, "logged"):  # pooled connections come back: wrap each writer once
-                write = writer.write
+            conn = await b.AsyncStreamClient._acquire(self)
+            if not hasattr(conn, "logged"):  # pooled connections come back: wrap each one's send once
+                send = conn.send
 
                 def logged(data):
                     log.append("send")
-                    return write(data)
-                writer.write = writer.logged = logged
-            return reader, writer
+                    return send(data)
+                conn.send = conn.logged = logged
+            return conn
 
     def clock():
         log.append("clock")
