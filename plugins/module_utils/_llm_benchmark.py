@@ -576,9 +576,6 @@ class _Connection(asyncio.Protocol):
             return
         self.response.feed(data)
 
-    def eof_received(self):
-        return False  # close our side too
-
     def connection_lost(self, exc):
         self.closed = True
         if self.response is not None:
@@ -588,7 +585,7 @@ class _Connection(asyncio.Protocol):
         self.transport.write(data)
 
     def usable(self):
-        return not self.closed and self.transport is not None and not self.transport.is_closing()
+        return not self.closed and not self.transport.is_closing()
 
     def close(self):
         self.closed = True
@@ -769,22 +766,27 @@ class AsyncStreamClient(object):
         head = ("POST %s%s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n" % (self.prefix, path, self._head_tail, len(payload))).encode("latin-1")
         clock = self.clock
         chat = "messages" in body
-        # what the events have said so far; the parser below updates it where each read arrives
-        state = {"first": False, "chars": 0, "done": False, "recent": st, "buf": b"", "raw": []}
         itl = record["itl"]
+        # what the events have said so far; on_body updates it where each read arrives
+        first = done = False
+        chars = 0
+        recent = st
+        pending = b""  # an event's start whose end has not arrived yet
+        raw = []  # the body of an answer other than 200
 
         def on_body(piece):
+            nonlocal first, done, chars, recent, pending
             if response.status != 200:
-                state["raw"].append(piece)
+                raw.append(piece)
                 return
-            buf = state["buf"] + piece if state["buf"] else piece
+            buf = pending + piece if pending else piece
             if b"\r" in buf:
                 buf = buf.replace(b"\r\n", b"\n")
             blocks = buf.split(b"\n\n")
-            state["buf"] = blocks.pop()
+            pending = blocks.pop()
             for data_bytes in sse_payloads(blocks):
                 if data_bytes == b"[DONE]":
-                    state["done"] = True
+                    done = True
                     continue
                 # One timestamp per event, as vLLM's request functions take it: before parsing the JSON for
                 # chat, after it for completions. Events that came in one network read get distinct times.
@@ -798,14 +800,14 @@ class AsyncStreamClient(object):
                 if choices:
                     ch = choices[0]
                     text = (ch.get("delta") or {}).get("content") if "delta" in ch else ch.get("text")
-                    if not state["first"]:
-                        state["first"] = True
+                    if not first:
+                        first = True
                         record["ttft"] = t - st
                     else:
-                        itl.append(t - state["recent"])
-                    state["recent"] = t
+                        itl.append(t - recent)
+                    recent = t
                     if text:
-                        state["chars"] += len(text)
+                        chars += len(text)
                 elif data.get("usage"):
                     usage = data["usage"]
                     record["output_tokens"] = usage.get("completion_tokens") or 0
@@ -829,18 +831,17 @@ class AsyncStreamClient(object):
             conn.send(head + payload)
             reusable = await response.done
             if response.status != 200:
-                raw = b"".join(state["raw"])
-                record["error"] = "HTTP %d: %s" % (response.status, raw[:300].decode("utf-8", "replace"))
+                record["error"] = "HTTP %d: %s" % (response.status, b"".join(raw)[:300].decode("utf-8", "replace"))
                 return record
-            record["generated_chars"] = state["chars"]
-            if state["first"] and not record["error"]:
+            record["generated_chars"] = chars
+            if first and not record["error"]:
                 record["success"] = True
             elif not record["error"]:
                 record["error"] = "Never received a valid chunk to calculate TTFT."
-            if not state["done"] and record["success"]:
+            if not done and record["success"]:
                 # vLLM counts such a request as successful too; keep the fact visible.
                 record["error"] = "stream ended without [DONE]"
-            record["latency"] = state["recent"] - st
+            record["latency"] = recent - st
         except Exception as exc:  # every failure becomes a failed record, never an average
             record["success"] = False
             record["error"] = "%s: %s" % (type(exc).__name__, exc)

