@@ -1,0 +1,123 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from ansible_collections.onprem.llm_serving.plugins.module_utils._managed_files import (
+    ManagedFilesError, converge, parse_mode)
+
+
+def run(cmd):
+    proc = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def mode_of(path):
+    return "%04o" % stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def test_creates_directories_with_parents_and_files_then_nothing_on_a_second_run(tmp_path):
+    dirs = [dict(path=str(tmp_path / "a" / "b"), mode="0750")]
+    files = [dict(dest=str(tmp_path / "a" / "b" / "x.conf"), content="one\n", mode="0640"),
+             dict(dest=str(tmp_path / "y.conf"), content="two\n", mode="0644")]
+    first = converge(dirs, files, run)
+    assert first["changed"] is True
+    assert [d["state"] for d in first["directories"]] == ["created"]
+    assert [f["state"] for f in first["files"]] == ["created", "created"]
+    assert mode_of(tmp_path / "a") == "0750" and mode_of(tmp_path / "a" / "b") == "0750"
+    assert (tmp_path / "a" / "b" / "x.conf").read_text() == "one\n"
+    assert mode_of(tmp_path / "a" / "b" / "x.conf") == "0640"
+    assert len(first["diff"]) == 3
+    mtime = os.stat(tmp_path / "y.conf").st_mtime_ns
+    second = converge(dirs, files, run)
+    assert second["changed"] is False and second["changed_paths"] == [] and second["diff"] == []
+    assert os.stat(tmp_path / "y.conf").st_mtime_ns == mtime
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".staged")]
+
+
+def test_content_change_and_attribute_change_are_told_apart(tmp_path):
+    dest = tmp_path / "f"
+    dest.write_text("old\n")
+    os.chmod(dest, 0o600)
+    res = converge([], [dict(dest=str(dest), content="old\n", mode="0644")], run)
+    assert res["files"][0]["state"] == "attributes"
+    assert mode_of(dest) == "0644" and dest.read_text() == "old\n"
+    assert res["diff"][0]["before"] == "mode: 0600\n" and res["diff"][0]["after"] == "mode: 0644\n"
+    res = converge([], [dict(dest=str(dest), content="new\n", mode="0644")], run)
+    assert res["files"][0]["state"] == "content"
+    assert res["diff"][0]["before"] == "old\n" and res["diff"][0]["after"] == "new\n"
+    assert dest.read_text() == "new\n"
+
+
+def test_check_mode_reports_and_writes_nothing(tmp_path):
+    dirs = [dict(path=str(tmp_path / "d"), mode="0755")]
+    files = [dict(dest=str(tmp_path / "d" / "f"), content="x", mode="0644"),
+             dict(dest=str(tmp_path / "g"), content="y", mode="0644", validate="test -s %s")]
+    res = converge(dirs, files, run, check_mode=True)
+    assert res["changed"] is True
+    assert res["changed_paths"] == [str(tmp_path / "d"), str(tmp_path / "d" / "f"), str(tmp_path / "g")]
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_check_swaps_nothing_and_leaves_no_staged_file(tmp_path):
+    good, bad = tmp_path / "good.conf", tmp_path / "bad.conf"
+    good.write_text("live good\n")
+    bad.write_text("live bad\n")
+    files = [dict(dest=str(good), content="new good\n", mode="0644", validate="grep -q good %s"),
+             dict(dest=str(bad), content="broken\n", mode="0644", validate="grep -q valid %s")]
+    with pytest.raises(ManagedFilesError) as err:
+        converge([], files, run)
+    assert str(bad) in str(err.value) and "grep -q valid" in str(err.value) and "left as it was" in str(err.value)
+    assert good.read_text() == "live good\n" and bad.read_text() == "live bad\n"
+    assert sorted(os.listdir(tmp_path)) == ["bad.conf", "good.conf"]
+
+
+def test_the_check_sees_the_staged_content(tmp_path):
+    dest = tmp_path / "unit.service"
+    res = converge([], [dict(dest=str(dest), content="[Unit]\n", mode="0644", validate="grep -qx '\\[Unit\\]' %s")], run)
+    assert res["files"][0]["state"] == "created" and dest.read_text() == "[Unit]\n"
+
+
+@pytest.mark.parametrize("entry, words", [
+    (dict(dest="relative/f", content="x", mode="0644"), ["relative/f", "absolute"]),
+    (dict(dest="/tmp/x", content="x", mode="rw-r--r--"), ["rw-r--r--", "octal"]),
+    (dict(dest="/tmp/x", content="x", mode="0644", owner="no-such-user-here"), ["no-such-user-here", "create"]),
+    (dict(dest="/tmp/x", content="x", mode="0644", group="no-such-group-here"), ["no-such-group-here", "group"]),
+    (dict(dest="/tmp/x", content="x", mode="0644", validate="true"), ["%s", "validate"]),
+    (dict(dest="/tmp/x", mode="0644"), ["/tmp/x", "no content"]),
+])
+def test_bad_input_names_the_value_and_touches_nothing(tmp_path, entry, words):
+    with pytest.raises(ManagedFilesError) as err:
+        converge([dict(path=str(tmp_path / "never"), mode="0755")], [entry], run)
+    for word in words:
+        assert word in str(err.value)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_file_named_twice_is_refused(tmp_path):
+    files = [dict(dest=str(tmp_path / "f"), content="a", mode="0644"), dict(dest=str(tmp_path / "f"), content="b", mode="0644")]
+    with pytest.raises(ManagedFilesError, match="named twice"):
+        converge([], files, run)
+
+
+def test_a_missing_directory_and_a_wrong_type_are_refused(tmp_path):
+    with pytest.raises(ManagedFilesError, match="does not exist"):
+        converge([], [dict(dest=str(tmp_path / "nodir" / "f"), content="a", mode="0644")], run)
+    (tmp_path / "isdir").mkdir()
+    with pytest.raises(ManagedFilesError, match="not a regular file"):
+        converge([], [dict(dest=str(tmp_path / "isdir"), content="a", mode="0644")], run)
+    (tmp_path / "isfile").write_text("")
+    with pytest.raises(ManagedFilesError, match="not a directory"):
+        converge([dict(path=str(tmp_path / "isfile"), mode="0755")], [], run)
+
+
+def test_parse_mode():
+    assert parse_mode("0644", "x") == 0o644 and parse_mode("755", "x") == 0o755 and parse_mode(0o600, "x") == 0o600
+    with pytest.raises(ManagedFilesError):
+        parse_mode("99999", "x")
