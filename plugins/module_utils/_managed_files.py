@@ -206,8 +206,8 @@ def converge(directories, files, run, check_mode=False):
     plans = []
     for entry in wanted:
         parent = os.path.dirname(entry["dest"])
-        if not os.path.isdir(parent) and not (check_mode and any(parent == d["path"] or parent.startswith(d["path"] + "/")
-                                                                   for d in dirs)):
+        planned = any(parent == d["path"] or parent.startswith(d["path"] + "/") for d in dirs)
+        if not os.path.isdir(parent) and not (check_mode and planned):
             raise ManagedFilesError("%s: its directory %s does not exist; list it under directories or create it first"
                                     % (entry["dest"], parent))
         state, before_data, before_st = (("created", None, None) if not os.path.isdir(parent)

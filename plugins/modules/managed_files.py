@@ -27,6 +27,7 @@ author:
 attributes:
   action:
     support: full
+    description: The action plugin renders templates and reads files of the role on the controller.
   check_mode:
     support: full
     description: Reports what would change, and runs the checks of changed files whose directory exists.
@@ -39,6 +40,7 @@ attributes:
   platform:
     support: full
     platforms: posix
+    description: Linux hosts (owner and group by name through the passwd and group databases).
 options:
   directories:
     description: Directories, created in list order before any file is written.
@@ -177,7 +179,7 @@ def main():
                                  "the module as onprem.llm_serving.managed_files" % entry["dest"])
     try:
         result = converge(module.params["directories"], module.params["files"],
-                          run=lambda cmd: module.run_command(cmd), check_mode=module.check_mode)
+                          run=module.run_command, check_mode=module.check_mode)
     except ManagedFilesError as exc:
         module.fail_json(msg="managed_files: %s" % exc)
     except OSError as exc:
