@@ -7,11 +7,12 @@
 Private (leading underscore): the API may change between releases.
 
 ``converge`` compares each wanted directory and file with the host (type, owner, group, mode, sha256 of the content)
-and changes only what differs. Files are staged first: every changed file is written to a temporary file beside its
-destination, given its owner, group and mode, and checked by its ``validate`` command; only when every staged file
-has passed are they renamed over the live ones, in order. A failed check removes every staged file and leaves every
-live file as it was. A file whose content is unchanged is never rewritten (its mtime stays: the engine roles decide
-restarts from mtimes, see ``_systemd``). ``run`` is the ``AnsibleModule.run_command`` signature, so tests pass a fake.
+and changes only what differs. Each changed file, in list order, is written to a temporary file beside its destination,
+given its owner, group and mode, checked by its ``validate`` command, and only then renamed over the live one, before
+the next file is staged: exactly what a sequence of template tasks does, so a later file's check sees the earlier files
+in place. A failed check removes its staged file and leaves that live file (and every later one) as it was. A file
+whose content is unchanged is never rewritten (its mtime stays: the engine roles decide restarts from mtimes, see
+``_systemd``). ``run`` is the ``AnsibleModule.run_command`` signature, so tests pass a fake.
 """
 
 from __future__ import annotations
@@ -197,58 +198,71 @@ def _stage(entry, run):
     return tmp
 
 
-def converge(directories, files, run, check_mode=False):
-    """Directories first (in order), then files staged, checked, and swapped; returns the module's result."""
+def _remove(path, check_mode, diffs):
+    """A file or symlink that must not exist; a directory is refused (removing trees is not this module's job)."""
+    if not os.path.isabs(path):
+        raise ManagedFilesError("absent: path %r must be an absolute path" % (path,))
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        return dict(path=path, state="ok")
+    if stat.S_ISDIR(before.st_mode):
+        raise ManagedFilesError("absent: %s is a directory; managed_files removes files and links only" % path)
+    diffs.append(dict(before_header=path, after_header=path, before="present\n", after="absent\n"))
+    if not check_mode:
+        os.unlink(path)
+    return dict(path=path, state="removed")
+
+
+def converge(directories, files, run, check_mode=False, absent=()):
+    """Directories first, then each file in order (staged, checked, swapped in), then ``absent`` removed; returns the
+    module's result. Check mode writes nothing and runs no check (as ansible.builtin.copy)."""
     dirs, wanted = normalise(directories, files)
+    for path in absent or ():
+        if os.path.normpath(str(path)) in {e["dest"] for e in wanted}:
+            raise ManagedFilesError("absent: %s is also in files; name it in one list only" % path)
+    for entry in wanted:
+        parent = os.path.dirname(entry["dest"])
+        # a listed directory, or one created on the way to a listed directory
+        if not os.path.isdir(parent) and not any(d["path"] == parent or d["path"].startswith(parent + "/") for d in dirs):
+            raise ManagedFilesError("%s: its directory %s does not exist; list it under directories or create it first"
+                                    % (entry["dest"], parent))
     diffs, dir_results, file_results = [], [], []
     for entry in dirs:
         dir_results.append(_converge_directory(entry, check_mode, diffs))
-    plans = []
     for entry in wanted:
         parent = os.path.dirname(entry["dest"])
-        planned = any(parent == d["path"] or parent.startswith(d["path"] + "/") for d in dirs)
-        if not os.path.isdir(parent) and not (check_mode and planned):
-            raise ManagedFilesError("%s: its directory %s does not exist; list it under directories or create it first"
-                                    % (entry["dest"], parent))
-        state, before_data, before_st = (("created", None, None) if not os.path.isdir(parent)
-                                         else _file_state(entry))
-        plans.append((entry, state, before_data, before_st))
-    staged = []
-    try:
-        for entry, state, before_data, before_st in plans:
-            if state in ("content", "created"):
-                diffs.append(dict(before_header=entry["dest"], after_header=entry["dest"],
-                                  before="" if before_data is None else _text_for_diff(before_data),
-                                  after=_text_for_diff(entry["data"])))
-                if not check_mode:
-                    staged.append((entry, _stage(entry, run)))
-                elif entry["validate"] and os.path.isdir(os.path.dirname(entry["dest"])):
-                    os.unlink(_stage(entry, run))
-            elif state == "attributes":
-                attrs = _attr_diff(before_st, entry["uid"], entry["gid"], entry["mode"])
-                diffs.append(dict(before_header=entry["dest"], after_header=entry["dest"],
-                                  before="".join("%s: %s\n" % (k, v[0]) for k, v in sorted(attrs.items())),
-                                  after="".join("%s: %s\n" % (k, v[1]) for k, v in sorted(attrs.items()))))
-            file_results.append(dict(dest=entry["dest"], state=state,
-                                     sha256=hashlib.sha256(entry["data"]).hexdigest()))
-    except BaseException:
-        for _entry, tmp in staged:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
-        raise
-    if not check_mode:
-        for entry, tmp in staged:
-            os.rename(tmp, entry["dest"])
-        for (entry, state, _b, _s) in plans:
-            if state == "attributes":
+        state, before_data, before_st = ("created", None, None) if not os.path.isdir(parent) else _file_state(entry)
+        if state in ("content", "created"):
+            diffs.append(dict(before_header=entry["dest"], after_header=entry["dest"],
+                              before="" if before_data is None else _text_for_diff(before_data),
+                              after=_text_for_diff(entry["data"])))
+            if not check_mode:
+                # staged and checked, then renamed over the live file, before the next file is staged: a later file's
+                # check sees this one in place (a timer's check needs its service, a configuration's its rules file)
+                try:
+                    tmp = _stage(entry, run)
+                except ManagedFilesError as exc:
+                    done = [r["dest"] for r in file_results if r["state"] != "ok"]
+                    before_it = (" (already in place before it: %s)" % ", ".join(done)) if done else ""
+                    raise ManagedFilesError("%s%s" % (exc, before_it))
+                os.rename(tmp, entry["dest"])
+                dir_fd = os.open(parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        elif state == "attributes":
+            attrs = _attr_diff(before_st, entry["uid"], entry["gid"], entry["mode"])
+            diffs.append(dict(before_header=entry["dest"], after_header=entry["dest"],
+                              before="".join("%s: %s\n" % (k, v[0]) for k, v in sorted(attrs.items())),
+                              after="".join("%s: %s\n" % (k, v[1]) for k, v in sorted(attrs.items()))))
+            if not check_mode:
                 _set_attrs(entry["dest"], entry["uid"], entry["gid"], entry["mode"])
-        for parent in sorted({os.path.dirname(e["dest"]) for e, _t in staged}):
-            dir_fd = os.open(parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+        file_results.append(dict(dest=entry["dest"], state=state, sha256=hashlib.sha256(entry["data"]).hexdigest()))
+    absent_results = [_remove(os.path.normpath(str(path)), check_mode, diffs) for path in absent or ()]
     changed_files = [r["dest"] for r in file_results if r["state"] != "ok"]
     changed_dirs = [r["path"] for r in dir_results if r["state"] != "ok"]
-    return dict(changed=bool(changed_files or changed_dirs), directories=dir_results, files=file_results,
-                changed_paths=changed_dirs + changed_files, diff=diffs)
+    removed = [r["path"] for r in absent_results if r["state"] != "ok"]
+    return dict(changed=bool(changed_files or changed_dirs or removed), directories=dir_results, files=file_results,
+                absent=absent_results, changed_paths=changed_dirs + changed_files + removed, diff=diffs)

@@ -16,9 +16,11 @@ description:
   - Each directory is created with its owner, group and mode (missing parents too, as C(ansible.builtin.file) does),
     or has its attributes corrected.
   - Each file is compared by sha256; only a file whose content differs is rewritten, so an unchanged file keeps its
-    mtime. Every changed file is first written beside its destination and checked by its O(files[].validate)
-    command; only when all have passed are they renamed over the live files. A failed check leaves every live file as
-    it was and fails with the command's output.
+    mtime. Each changed file, in list order, is written beside its destination with its owner, group and mode,
+    checked by its O(files[].validate) command, and only then renamed over the live file, before the next one is
+    staged (what a sequence of C(template) tasks does: a later file's check sees the earlier files in place). A failed
+    check leaves that live file and every later one as they were and fails with the command's output, naming the files
+    already put in place before it.
   - The action plugin renders O(files[].template) on the controller exactly as C(ansible.builtin.template) does (same
     search path, C(ansible_managed), O(files[].vars) added to the task's variables) and reads O(files[].src) from the
     role's C(files/); the module receives only content.
@@ -30,7 +32,7 @@ attributes:
     description: The action plugin renders templates and reads files of the role on the controller.
   check_mode:
     support: full
-    description: Reports what would change, and runs the checks of changed files whose directory exists.
+    description: Reports what would change; writes nothing and runs no O(files[].validate) check (as C(ansible.builtin.copy)).
   diff_mode:
     support: full
     description: A diff per changed path (content up to 64 KiB of text; attributes as before/after).
@@ -99,8 +101,13 @@ options:
         type: raw
         required: true
       validate:
-        description: Command run on the staged file (C(%s) is its path) before any file is swapped in.
+        description: Command run on the staged file (C(%s) is its path) before it replaces the live one.
         type: str
+  absent:
+    description: Files or symlinks that must not exist, removed after the files are swapped in (a directory is refused).
+    type: list
+    elements: path
+    default: []
 notes:
   - Text only (UTF-8). Large or binary artefacts (wheelhouses, archives, model files) go through
     C(ansible.builtin.copy), which streams them.
@@ -138,8 +145,14 @@ files:
   type: list
   elements: dict
   sample: [{dest: /etc/onprem-llm/monitoring/node-exporter.env, state: content, sha256: 9f86d08...}]
+absent:
+  description: Per path of O(absent), C(ok) (not there) or C(removed).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /etc/apt/sources.list.d/onprem-llm-bundle.sources, state: ok}]
 changed_paths:
-  description: The directories and files that changed (or would change in check mode).
+  description: The directories and files that changed or were removed (or would be, in check mode).
   returned: always
   type: list
   elements: str
@@ -170,6 +183,7 @@ def main():
                 mode=dict(type="raw", required=True),
                 validate=dict(type="str"),
             )),
+            absent=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,
     )
@@ -179,7 +193,7 @@ def main():
                                  "the module as onprem.llm_serving.managed_files" % entry["dest"])
     try:
         result = converge(module.params["directories"], module.params["files"],
-                          run=module.run_command, check_mode=module.check_mode)
+                          run=module.run_command, check_mode=module.check_mode, absent=module.params["absent"])
     except ManagedFilesError as exc:
         module.fail_json(msg="managed_files: %s" % exc)
     except OSError as exc:

@@ -3,7 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 import subprocess
 
@@ -58,24 +60,35 @@ def test_content_change_and_attribute_change_are_told_apart(tmp_path):
 def test_check_mode_reports_and_writes_nothing(tmp_path):
     dirs = [dict(path=str(tmp_path / "d"), mode="0755")]
     files = [dict(dest=str(tmp_path / "d" / "f"), content="x", mode="0644"),
-             dict(dest=str(tmp_path / "g"), content="y", mode="0644", validate="test -s %s")]
+             dict(dest=str(tmp_path / "g"), content="y", mode="0644", validate="false %s")]  # no check runs in check mode
     res = converge(dirs, files, run, check_mode=True)
     assert res["changed"] is True
     assert res["changed_paths"] == [str(tmp_path / "d"), str(tmp_path / "d" / "f"), str(tmp_path / "g")]
     assert os.listdir(tmp_path) == []
 
 
-def test_a_failed_check_swaps_nothing_and_leaves_no_staged_file(tmp_path):
-    good, bad = tmp_path / "good.conf", tmp_path / "bad.conf"
-    good.write_text("live good\n")
-    bad.write_text("live bad\n")
-    files = [dict(dest=str(good), content="new good\n", mode="0644", validate="grep -q good %s"),
-             dict(dest=str(bad), content="broken\n", mode="0644", validate="grep -q valid %s")]
+def test_files_go_in_one_by_one_and_a_failed_check_stops_at_that_file(tmp_path):
+    first, bad, later = tmp_path / "first.conf", tmp_path / "bad.conf", tmp_path / "later.conf"
+    for path in (first, bad, later):
+        path.write_text("live\n")
+    files = [dict(dest=str(first), content="new first\n", mode="0644", validate="grep -q first %s"),
+             dict(dest=str(bad), content="broken\n", mode="0644", validate="grep -q valid %s"),
+             dict(dest=str(later), content="new later\n", mode="0644")]
     with pytest.raises(ManagedFilesError) as err:
         converge([], files, run)
-    assert str(bad) in str(err.value) and "grep -q valid" in str(err.value) and "left as it was" in str(err.value)
-    assert good.read_text() == "live good\n" and bad.read_text() == "live bad\n"
-    assert sorted(os.listdir(tmp_path)) == ["bad.conf", "good.conf"]
+    message = str(err.value)
+    assert str(bad) in message and "grep -q valid" in message and "left as it was" in message
+    assert "already in place before it: %s" % first in message
+    assert first.read_text() == "new first\n" and bad.read_text() == "live\n" and later.read_text() == "live\n"
+    assert sorted(os.listdir(tmp_path)) == ["bad.conf", "first.conf", "later.conf"]
+
+
+def test_a_later_check_sees_the_earlier_file_in_place(tmp_path):
+    service, timer = tmp_path / "probe.service", tmp_path / "probe.timer"
+    res = converge([], [dict(dest=str(service), content="[Service]\n", mode="0644"),
+                        dict(dest=str(timer), content="[Timer]\n", mode="0644", validate="test -s %s -a -s " + str(service))],
+                   run)
+    assert [f["state"] for f in res["files"]] == ["created", "created"]
 
 
 def test_the_check_sees_the_staged_content(tmp_path):
@@ -121,3 +134,32 @@ def test_parse_mode():
     assert parse_mode("0644", "x") == 0o644 and parse_mode("755", "x") == 0o755 and parse_mode(0o600, "x") == 0o600
     with pytest.raises(ManagedFilesError):
         parse_mode("99999", "x")
+
+
+def test_absent_removes_files_and_links_and_refuses_directories(tmp_path):
+    gone, link = tmp_path / "gone.sources", tmp_path / "link"
+    gone.write_text("x")
+    os.symlink("/nonexistent", str(link))
+    res = converge([], [], run, check_mode=True, absent=[str(gone), str(link), str(tmp_path / "never")])
+    assert res["changed"] is True and gone.exists() and os.path.lexists(link)
+    res = converge([], [], run, absent=[str(gone), str(link), str(tmp_path / "never")])
+    assert [a["state"] for a in res["absent"]] == ["removed", "removed", "ok"]
+    assert not gone.exists() and not os.path.lexists(link)
+    assert converge([], [], run, absent=[str(gone)])["changed"] is False
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ManagedFilesError, match="is a directory"):
+        converge([], [], run, absent=[str(tmp_path / "adir")])
+    with pytest.raises(ManagedFilesError, match="one list only"):
+        converge([], [dict(dest=str(tmp_path / "f"), content="a", mode="0644")], run, absent=[str(tmp_path / "f")])
+
+
+def test_owner_and_group_by_name(tmp_path):
+    dest = tmp_path / "owned"
+    res = converge([dict(path=str(tmp_path / "d"), owner="nobody", group="nogroup", mode="0750")],
+                   [dict(dest=str(dest), content="x", owner="nobody", group="nogroup", mode="0640")], run)
+    st = os.lstat(dest)
+    assert (st.st_uid, st.st_gid) == (pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
+    assert os.lstat(tmp_path / "d").st_uid == pwd.getpwnam("nobody").pw_uid
+    os.chown(dest, 0, 0)
+    res = converge([], [dict(dest=str(dest), content="x", owner="nobody", group="nogroup", mode="0640")], run)
+    assert res["files"][0]["state"] == "attributes"
