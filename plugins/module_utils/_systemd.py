@@ -149,7 +149,8 @@ class SystemdHost(object):
 # a file and restarting the service.
 
 UNIT_STATE_PROPERTIES = ("LoadState", "ActiveState", "SubState", "MainPID", "NeedDaemonReload",
-                         "ActiveEnterTimestampMonotonic", "FragmentPath", "DropInPaths", "EnvironmentFiles")
+                         "ActiveEnterTimestampMonotonic", "FragmentPath", "DropInPaths", "EnvironmentFiles",
+                         "UnitFileState")
 RUNNING_STATES = ("active", "activating", "reloading")
 
 
@@ -192,7 +193,9 @@ def decide_restart(props, mtimes, active_since):
     newest_path = max(present, key=lambda p: present[p]) if present else None
     newest = {"path": newest_path, "mtime": present[newest_path] if newest_path else None}
     result = {"daemon_reload": reload_needed, "newest": newest, "active_since": active_since,
-              "active_state": active, "load_state": load}
+              "active_state": active, "load_state": load,
+              # enabled, disabled, static, masked, ...: systemctl enable is needed unless it says enabled
+              "enabled": props.get("UnitFileState", "") == "enabled"}
     if load == "not-found":
         result.update(action="absent", reason="not known to systemd (LoadState=not-found)")
     elif active not in RUNNING_STATES:

@@ -44,6 +44,8 @@ options:
 notes:
   - The engine roles call it through the internal C(engine_common) role; RV(restart) feeds C(systemd_service) with
     C(state=restarted), RV(start) with C(state=started), RV(daemon_reload) with C(daemon_reload=true).
+  - The engine, gateway and monitoring roles start and enable only the units it lists in RV(start), RV(absent) or
+    RV(not_enabled): a re-run with everything running and enabled makes no C(systemd_service) call.
 """
 
 EXAMPLES = r"""
@@ -95,6 +97,16 @@ absent:
   returned: always
   type: list
   elements: str
+enabled:
+  description: Units enabled to start at boot (C(UnitFileState=enabled)).
+  returned: always
+  type: list
+  elements: str
+not_enabled:
+  description: Units that are not (disabled, static, masked, or not known to systemd); C(systemctl enable) would change them.
+  returned: always
+  type: list
+  elements: str
 daemon_reload:
   description: Whether systemd wants a C(daemon-reload) for any of the units.
   returned: always
@@ -131,13 +143,15 @@ def main():
         module.fail_json(msg=str(exc))
     systemctl = module.get_bin_path("systemctl", required=True)
     state = UnitState(SystemdHost(module.run_command, systemctl=systemctl))
-    result = {"changed": False, "units": {}, "restart": [], "start": [], "absent": [], "daemon_reload": False}
+    result = {"changed": False, "units": {}, "restart": [], "start": [], "absent": [], "enabled": [], "not_enabled": [],
+              "daemon_reload": False}
     try:
         for name, paths in units:
             decision = state.inspect(name, paths)
             result["units"][name] = decision
             if decision["action"] in ("restart", "start", "absent"):
                 result[decision["action"]].append(name)
+            result["enabled" if decision["enabled"] else "not_enabled"].append(name)
             result["daemon_reload"] = result["daemon_reload"] or decision["daemon_reload"]
     except SystemdError as exc:
         module.fail_json(msg="unit_state: asking systemd failed: %s. Fix: run on a host managed by systemd, with become: true" % exc,

@@ -117,7 +117,8 @@ def run_module(capsys, monkeypatch, args, props):
 
 def test_module_sorts_units_into_actions(tmp_path, capsys, monkeypatch):
     props = make_tree(tmp_path, 10 ** 10)  # env file newer than any start: restart
-    props["ollama.service"] = dict(RUNNING, ActiveState="failed")
+    props["vllm-a.service"]["UnitFileState"] = "enabled"
+    props["ollama.service"] = dict(RUNNING, ActiveState="failed", UnitFileState="disabled")
     out = run_module(capsys, monkeypatch, {"units": [{"name": "vllm-a", "paths": []}, "ollama", "tgi-x.service"]}, props)
     assert out["changed"] is False
     assert out["restart"] == ["vllm-a.service"]
@@ -125,6 +126,8 @@ def test_module_sorts_units_into_actions(tmp_path, capsys, monkeypatch):
     assert out["absent"] == ["tgi-x.service"]
     assert out["daemon_reload"] is False
     assert "changed" in out["units"]["vllm-a.service"]["reason"]
+    assert out["enabled"] == ["vllm-a.service"]
+    assert out["not_enabled"] == ["ollama.service", "tgi-x.service"]
 
 
 @pytest.mark.parametrize("units", [[{"name": "x", "paths": ["relative/path"]}], [{"paths": []}], [7]])
