@@ -18,7 +18,7 @@ description:
   - Each file is compared by sha256; only a file whose content differs is rewritten, so an unchanged file keeps its
     mtime. Each changed file, in list order, is written beside its destination with its owner, group and mode,
     checked by its O(files[].validate) command, and only then renamed over the live file, before the next one is
-    staged (what a sequence of C(template) tasks does: a later file's check sees the earlier files in place). A failed
+    staged (what a sequence of C(template) tasks does, so a later file's check sees the earlier files in place). A failed
     check leaves that live file and every later one as they were and fails with the command's output, naming the files
     already put in place before it.
   - The action plugin renders O(files[].template) on the controller exactly as C(ansible.builtin.template) does (same

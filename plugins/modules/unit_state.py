@@ -45,7 +45,7 @@ notes:
   - The engine roles call it through the internal C(engine_common) role; RV(restart) feeds C(systemd_service) with
     C(state=restarted), RV(start) with C(state=started), RV(daemon_reload) with C(daemon_reload=true).
   - The engine, gateway and monitoring roles start and enable only the units it lists in RV(start), RV(absent) or
-    RV(not_enabled): a re-run with everything running and enabled makes no C(systemd_service) call.
+    RV(not_enabled), so a re-run with everything running and enabled makes no C(systemd_service) call.
 """
 
 EXAMPLES = r"""
