@@ -15,6 +15,8 @@ from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
+# ansible.builtin.template's own helper for ansible_managed and the template_* variables (ansible-core's internal API:
+# the collection pins ansible-core 2.19, and tests/unit/plugins/action compares the output with the template module's)
 from ansible._internal._templating import _template_vars
 
 
