@@ -72,7 +72,7 @@ def test_the_wheelhouse_is_packed_once_when_hosts_arrive_together(tmp_path):
     (shim / "tar").write_text("#!/bin/sh\necho packed >> %s\nexec /bin/tar \"$@\"\n" % (tmp_path / "tar.log"))
     os.chmod(shim / "tar", 0o755)
     env = dict(os.environ, TAR=str(tar), SRC=str(src), PATH="%s:%s" % (shim, os.environ["PATH"]))
-    procs = [subprocess.Popen(["/bin/sh", "-c", cmd], env=env) for _ in range(4)]
+    procs = [subprocess.Popen(["/bin/sh", "-c", cmd], env=env) for host in ("host-1", "host-2", "host-3", "host-4")]
     assert [p.wait() for p in procs] == [0, 0, 0, 0]
     assert sorted(os.listdir(tar.parent)) == [tar.name, tar.name + ".lock"]
     assert (tmp_path / "tar.log").read_text() == "packed\n"  # one tar for four hosts
