@@ -24,6 +24,8 @@ import pwd
 import stat
 import tempfile
 
+from ansible_collections.onprem.llm_serving.plugins.module_utils._bundle import sha256_file
+
 DIFF_MAX_BYTES = 64 * 1024
 
 
@@ -62,12 +64,11 @@ def resolve_ids(owner, group, where):
     return uid, gid
 
 
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1024 * 1024), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _attr_diff_entry(path, attrs):
+    """A diff entry for attribute changes ({name: (before, after)})."""
+    return dict(before_header=path, after_header=path,
+                before="".join("%s: %s\n" % (k, v[0]) for k, v in sorted(attrs.items())),
+                after="".join("%s: %s\n" % (k, v[1]) for k, v in sorted(attrs.items())))
 
 
 def _text_for_diff(data):
@@ -122,7 +123,7 @@ def normalise(directories, files):
         validate = entry.get("validate")
         if validate and "%s" not in validate:
             raise ManagedFilesError("files: %s: validate %r must contain %%s (the staged file's path)" % (dest, validate))
-        out.append(dict(dest=dest, data=data, uid=uid, gid=gid, mode=parse_mode(entry.get("mode"), dest),
+        out.append(dict(dest=dest, data=data, sha256=hashlib.sha256(data).hexdigest(), uid=uid, gid=gid, mode=parse_mode(entry.get("mode"), dest),
                         validate=validate or None))
     return dirs, out
 
@@ -151,9 +152,7 @@ def _converge_directory(entry, check_mode, diffs):
     attrs = _attr_diff(before, entry["uid"], entry["gid"], entry["mode"])
     if not attrs:
         return dict(path=path, state="ok")
-    diffs.append(dict(before_header=path, after_header=path,
-                      before="".join("%s: %s\n" % (k, v[0]) for k, v in sorted(attrs.items())),
-                      after="".join("%s: %s\n" % (k, v[1]) for k, v in sorted(attrs.items()))))
+    diffs.append(_attr_diff_entry(path, attrs))
     if not check_mode:
         _set_attrs(path, entry["uid"], entry["gid"], entry["mode"])
     return dict(path=path, state="attributes", changed_attributes=sorted(attrs))
@@ -169,7 +168,7 @@ def _file_state(entry):
     if not stat.S_ISREG(before.st_mode):
         raise ManagedFilesError("%s exists and is not a regular file (a directory or a link); remove it or choose "
                                 "another dest" % dest)
-    if before.st_size == len(entry["data"]) and _sha256_file(dest) == hashlib.sha256(entry["data"]).hexdigest():
+    if before.st_size == len(entry["data"]) and sha256_file(dest) == entry["sha256"]:
         return ("attributes" if _attr_diff(before, entry["uid"], entry["gid"], entry["mode"]) else "ok"), None, before
     with open(dest, "rb") as handle:
         return "content", handle.read(), before
@@ -254,12 +253,10 @@ def converge(directories, files, run, check_mode=False, absent=()):
                     os.close(dir_fd)
         elif state == "attributes":
             attrs = _attr_diff(before_st, entry["uid"], entry["gid"], entry["mode"])
-            diffs.append(dict(before_header=entry["dest"], after_header=entry["dest"],
-                              before="".join("%s: %s\n" % (k, v[0]) for k, v in sorted(attrs.items())),
-                              after="".join("%s: %s\n" % (k, v[1]) for k, v in sorted(attrs.items()))))
+            diffs.append(_attr_diff_entry(entry["dest"], attrs))
             if not check_mode:
                 _set_attrs(entry["dest"], entry["uid"], entry["gid"], entry["mode"])
-        file_results.append(dict(dest=entry["dest"], state=state, sha256=hashlib.sha256(entry["data"]).hexdigest()))
+        file_results.append(dict(dest=entry["dest"], state=state, sha256=entry["sha256"]))
     absent_results = [_remove(os.path.normpath(str(path)), check_mode, diffs) for path in absent or ()]
     changed_files = [r["dest"] for r in file_results if r["state"] != "ok"]
     changed_dirs = [r["path"] for r in dir_results if r["state"] != "ok"]
