@@ -3,11 +3,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The whole test suite, as `make test` runs it (and CI through .ci/run).
 
-Stages, in order: lab image and artefacts → unit (pytest) → ansible-lint → ansible-test sanity →
-integration (pytest against lab hosts and a real vLLM) → Molecule scenarios (one per role).
-Every stage runs even when an earlier one failed; the last line is the summary
-`summary: N passed, N failed, N skipped`. pytest tests count one each; ansible-lint, each
-ansible-test sanity test and each Molecule scenario count one each.
+Jobs: the lab image, the artefacts and the bundle (prepare); unit (pytest); ansible-lint; ansible-test sanity;
+integration (pytest against lab hosts and a real vLLM); one Molecule scenario per role; `make lab-down` last.
+They run side by side, LLM_TEST_JOBS at a time (default 3), each as soon as the jobs it needs are done (JOBS below):
+one stage after the other left a core idle for most of the run (prepare, unit, lint and sanity use one core each;
+the integration tests wait on engines a third of the time), and only the Molecule stage kept both busy.
+Each job writes its own log under tests/output/run_all/ and prints its tail when it ends.
+Every job runs even when another one failed (a job whose prerequisite failed still runs: its own failures say
+what that broke); the last line is the summary `summary: N passed, N failed, N skipped`. pytest tests count one
+each; ansible-lint, each ansible-test sanity test, each prepare step and each Molecule scenario count one each.
 """
 from __future__ import annotations
 
@@ -32,13 +36,22 @@ OUTPUT = os.path.join(ROOT, "tests", "output", "run_all")
 STAGES = ["prepare", "unit", "lint", "sanity", "integration", "molecule", "lab-down"]
 
 
+OUT_LOCK = threading.Lock()  # one job's lines at a time on stdout
+
+
+def say(text):
+    with OUT_LOCK:
+        print(text, flush=True)
+
+
 class Tally:
     def __init__(self) -> None:
         self.rows = []  # (stage, passed, failed, skipped, seconds, note)
 
     def add(self, stage, passed, failed, skipped, seconds, note=""):
-        self.rows.append((stage, passed, failed, skipped, seconds, note))
-        print(f"\n=== {stage}: {passed} passed, {failed} failed, {skipped} skipped ({seconds:.0f}s) {note}\n", flush=True)
+        with OUT_LOCK:
+            self.rows.append((stage, passed, failed, skipped, seconds, note))
+            print(f"\n=== {stage}: {passed} passed, {failed} failed, {skipped} skipped ({seconds:.0f}s) {note}\n", flush=True)
 
     def totals(self):
         return tuple(sum(r[i] for r in self.rows) for i in (1, 2, 3))
@@ -58,16 +71,17 @@ def env() -> dict:
     return e
 
 
-def run(cmd, cwd=ROOT, log=None) -> int:
-    print(f"$ {' '.join(cmd)}", flush=True)
-    if log:
-        with open(log, "w") as fh:
-            proc = subprocess.run(cmd, cwd=cwd, env=env(), stdout=fh, stderr=subprocess.STDOUT, check=False)
-        with open(log) as fh:
-            tail = fh.read()[-6000:]
-        print(tail, flush=True)
-        return proc.returncode
-    return subprocess.run(cmd, cwd=cwd, env=env(), check=False).returncode
+def run(cmd, log, cwd=ROOT, tail=3000) -> int:
+    """One command, its output in its own log (jobs run side by side); the command and the log's tail go to stdout,
+    a longer tail when it failed."""
+    say(f"$ {' '.join(cmd)}  > {os.path.relpath(log, ROOT)}")
+    with open(log, "w") as fh:
+        proc = subprocess.run(cmd, cwd=cwd, env=env(), stdout=fh, stderr=subprocess.STDOUT, check=False)
+    with open(log) as fh:
+        text = fh.read()
+    keep = tail if proc.returncode == 0 else max(tail, 12000)
+    say(f"--- {os.path.relpath(log, ROOT)} (exit {proc.returncode}, last {keep} characters)\n{text[-keep:]}")
+    return proc.returncode
 
 
 def junit_counts(path):
@@ -82,18 +96,21 @@ def junit_counts(path):
     return tests - failed - skipped, failed, skipped
 
 
-def stage_prepare(tally):
+def stage_prepare(tally, step):
+    """One prepare step: the lab image (then the lab's air-gapped network and SSH key, which the integration tests and
+    the Molecule scenarios share: made once here, not by jobs racing each other), the artefacts, or the bundle."""
     start = time.monotonic()
-    failed = 0
-    steps = [[sys.executable, "tools/lab.py", "image"]]
-    if os.path.exists(os.path.join(ROOT, "tools", "artefacts.py")):
-        steps.append([sys.executable, "tools/artefacts.py", "all"])
+    cmd = {
+        "image": [sys.executable, "tools/lab.py", "image"],
+        "artefacts": [sys.executable, "tools/artefacts.py", "all"],
         # the lab's air-gapped bundle: the Molecule scenarios on the air-gapped network install OS packages from it
-        steps.append([os.path.join(VENV_BIN, "ansible-playbook"), "playbooks/bundle.yml"])
-    for cmd in steps:
-        if run(cmd) != 0:
-            failed += 1
-    tally.add("prepare", len(steps) - failed, failed, 0, time.monotonic() - start, "(lab image, artefacts)")
+        "bundle": [os.path.join(VENV_BIN, "ansible-playbook"), "playbooks/bundle.yml"],
+    }[step]
+    rc = run(cmd, log=os.path.join(OUTPUT, f"prepare-{step}.log"))
+    if rc == 0 and step == "image":
+        lab.ensure_network(True)
+        lab.ensure_ssh_key()
+    tally.add(f"prepare {step}", int(rc == 0), int(rc != 0), 0, time.monotonic() - start)
 
 
 def stage_pytest(tally, name, paths, extra=()):
@@ -104,7 +121,7 @@ def stage_pytest(tally, name, paths, extra=()):
         return
     xml = os.path.join(OUTPUT, f"{name}.xml")
     rc = run([os.path.join(VENV_BIN, "python"), "-m", "pytest", *paths, "-q", "-rs", "-p", "no:cacheprovider",
-              f"--junitxml={xml}", *extra])
+              f"--junitxml={xml}", *extra], log=os.path.join(OUTPUT, f"{name}.log"))
     counts = junit_counts(xml)
     if counts is None:
         tally.add(name, 0, 1, 0, time.monotonic() - start, f"(pytest exit {rc}, no report)")
@@ -117,7 +134,7 @@ def stage_pytest(tally, name, paths, extra=()):
 
 def stage_lint(tally):
     start = time.monotonic()
-    rc = run([os.path.join(VENV_BIN, "ansible-lint")], log=os.path.join(OUTPUT, "ansible-lint.log"))
+    rc = run([os.path.join(VENV_BIN, "ansible-lint")], log=os.path.join(OUTPUT, "ansible-lint.log"), tail=6000)
     tally.add("lint", int(rc == 0), int(rc != 0), 0, time.monotonic() - start, "(ansible-lint, production profile)")
 
 
@@ -143,7 +160,7 @@ def stage_sanity(tally):
         shutil.copy2(src, os.path.join(dest, rel))
     log = os.path.join(OUTPUT, "sanity.log")
     rc = run([os.path.join(VENV_BIN, "ansible-test"), "sanity", "--venv", "--requirements", "--python", "3.11", "--color", "no"],
-             cwd=dest, log=log)
+             cwd=dest, log=log, tail=6000)
     text = open(log).read()
     ran = re.findall(r'^Running sanity test "([^"]+)"', text, re.M)
     failed_m = re.search(r"The (\d+) sanity test\(s\) listed below \(out of (\d+)\) failed", text)
@@ -155,7 +172,6 @@ def stage_sanity(tally):
     tally.add("sanity", max(len(ran) - failed, 0), failed, skipped, time.monotonic() - start, "(ansible-test sanity, empty ignore files)")
 
 
-# Measured minutes per scenario on a fresh machine: the lanes start with the longest.
 # Scenarios whose hosts keep a route out, and why. Every other scenario runs on the lab's air-gapped network
 # (tools/lab.py: internal network, resolver on loopback) and installs OS packages from the lab's bundle only.
 ONLINE_SCENARIOS = {
@@ -169,16 +185,34 @@ def online_resolv_conf():
     """What Docker would give a host on its default bridge: the controller's resolvers that are not loopback."""
     lines = [ln for ln in open("/etc/resolv.conf") if ln.startswith("nameserver") and not ln.split()[1].startswith("127.")]
     path = os.path.join(OUTPUT, "online-resolv.conf")
-    with open(path, "w") as fh:
+    # scenarios start side by side: write beside it and rename, so that no container ever mounts a half-written file
+    part = f"{path}.{threading.get_ident()}.part"
+    with open(part, "w") as fh:
         fh.write("".join(lines) or "nameserver 8.8.8.8\n")
+    os.replace(part, path)
     return path
 
 
-MOLECULE_WEIGHT = {"container_runtime": 11, "nvidia_driver": 10, "vllm": 8, "ollama": 7, "tgi": 5, "models": 3, "common": 2}
+# Measured seconds per scenario on a fresh 2-core machine (rehearsal of 2026-11-30): the longest start first.
+MOLECULE_WEIGHT = {"container_runtime": 513, "tgi": 508, "vllm": 469, "nvidia_driver": 451, "ollama": 324, "models": 131,
+                   "common": 56, "preflight": 44}
 
 
-def run_scenario(role_dir, role, scen):
-    """One `molecule test`, its output in its own log. Returns (rc, seconds)."""
+def scenarios(only=None):
+    """(role_dir, role, scenario) of every Molecule scenario (of the roles in `only`), the longest first."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "roles", "*", "molecule", "*", "molecule.yml"))):
+        scen_dir = os.path.dirname(path)
+        role_dir = os.path.dirname(os.path.dirname(scen_dir))
+        role, scen = os.path.basename(role_dir), os.path.basename(scen_dir)
+        if not only or role in only:
+            found.append((role_dir, role, scen))
+    return sorted(found, key=lambda s: -MOLECULE_WEIGHT.get(s[1], 1))
+
+
+def stage_scenario(tally, role_dir, role, scen):
+    """One `molecule test`, its output in its own log; each scenario's host carries the role and scenario in its name,
+    so scenarios run side by side with each other and with the integration tests' lab hosts."""
     start = time.monotonic()
     log = os.path.join(OUTPUT, f"molecule-{role}-{scen}.log")
     cmd = [os.path.join(VENV_BIN, "molecule"), "-c", os.path.join(ROOT, "tests", "molecule", "base.yml"), "test", "-s", scen]
@@ -192,87 +226,99 @@ def run_scenario(role_dir, role, scen):
         lab.ensure_network(True)
         e.update(LLM_MOLECULE_NETWORK=lab.AIRGAP_NET, LLM_MOLECULE_RESOLV_CONF=lab.resolv_conf(),
                  LLM_MOLECULE_OS_REPOSITORY=os.path.join(ROOT, ".cache", "bundle", "apt"))
-    print(f"$ (cd roles/{role} && {' '.join(cmd)})  > {os.path.relpath(log, ROOT)}", flush=True)
+    say(f"$ (cd roles/{role} && {' '.join(cmd)})  > {os.path.relpath(log, ROOT)}")
     with open(log, "w") as fh:
         rc = subprocess.run(cmd, cwd=role_dir, env=e, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
-    return rc, time.monotonic() - start
+    if rc != 0:
+        say(f"--- {os.path.relpath(log, ROOT)} (exit {rc}, last 8000 characters)\n" + open(log).read()[-8000:])
+    tally.add(f"molecule {role}/{scen}", int(rc == 0), int(rc != 0), 0, time.monotonic() - start)
 
 
-def stage_molecule(tally, only=None, jobs=None):
-    """Every scenario, in `jobs` lanes (LLM_MOLECULE_JOBS, default 2). Scenarios spend most of their
-    time waiting on round trips to their host and on apt, not on the CPU, so two lanes on two cores
-    roughly halve the stage; each scenario's host carries the role and scenario in its name."""
-    start_all = time.monotonic()
-    scenarios = []
-    for path in sorted(glob.glob(os.path.join(ROOT, "roles", "*", "molecule", "*", "molecule.yml"))):
-        scen_dir = os.path.dirname(path)
-        role_dir = os.path.dirname(os.path.dirname(scen_dir))
-        role, scen = os.path.basename(role_dir), os.path.basename(scen_dir)
-        if not only or role in only:
-            scenarios.append((role_dir, role, scen))
-    if not scenarios:
-        tally.add("molecule", 0, 0, 0, time.monotonic() - start_all, "(no scenarios)")
-        return
-    scenarios.sort(key=lambda s: -MOLECULE_WEIGHT.get(s[1], 1))
-    jobs = jobs or int(os.environ.get("LLM_MOLECULE_JOBS", "2"))
-    lock = threading.Lock()
-
-    def one(scenario):
-        role_dir, role, scen = scenario
-        rc, secs = run_scenario(role_dir, role, scen)
-        with lock:
-            if rc != 0:
-                print(open(os.path.join(OUTPUT, f"molecule-{role}-{scen}.log")).read()[-8000:], flush=True)
-            tally.add(f"molecule {role}/{scen}", int(rc == 0), int(rc != 0), 0, secs)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        list(pool.map(one, scenarios))
-    print(f"molecule: {len(scenarios)} scenario(s) in {jobs} lane(s), {time.monotonic() - start_all:.0f}s", flush=True)
+def stage_integration(tally):
+    """The integration tests on the two lab hosts (test_readme_commands.py makes them fresh again for `make lab`)."""
+    run([sys.executable, "tools/lab.py", "up", "--hosts", "2"], log=os.path.join(OUTPUT, "integration-lab-up.log"))
+    stage_pytest(tally, "integration", ["tests/integration"])
 
 
 def stage_lab_down(tally):
     """The README's `make lab-down`, last: the lab hosts are removed and the lab's dockerd stops (one test)."""
     start = time.monotonic()
-    rc = run(["make", "lab-down"])
+    rc = run(["make", "lab-down"], log=os.path.join(OUTPUT, "lab-down.log"))
     problems = []
     if rc != 0:
         problems.append(f"make lab-down exited {rc}")
     if lab.dockerd_pid():
         problems.append(f"the lab's dockerd still runs (pid {lab.dockerd_pid()})")
     if problems:
-        print("lab-down: " + "; ".join(problems), flush=True)
+        say("lab-down: " + "; ".join(problems))
     tally.add("lab-down", int(not problems), int(bool(problems)), 0, time.monotonic() - start, "(make lab-down)")
+
+
+def role_test_dirs():
+    # Role template tests import ansible's controller-side templar, which changes how module warnings are collected:
+    # they run in a process of their own.
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "roles", "*", "tests")))
+
+
+def jobs_for(stages, roles):
+    """[(name, stage, needs, function)] in priority order: a free slot takes the first job whose needs are done.
+    The longest chain first: prepare, then the integration tests (about 20 minutes alone), then the Molecule scenarios,
+    the longest first; lint and sanity need nothing and fill the slots while prepare runs; unit needs the artefacts (the
+    vLLM venv some tests parse with). A need outside `stages` counts as done (`--only molecule` after an earlier prepare).
+    lab-down needs everything: it stops the lab's dockerd."""
+    jobs = [
+        ("prepare image", "prepare", (), lambda t: stage_prepare(t, "image")),
+        ("prepare artefacts", "prepare", (), lambda t: stage_prepare(t, "artefacts")),
+        ("prepare bundle", "prepare", ("prepare artefacts",), lambda t: stage_prepare(t, "bundle")),
+        ("lint", "lint", (), stage_lint),
+        ("sanity", "sanity", (), stage_sanity),
+        ("integration", "integration", ("prepare image", "prepare artefacts", "prepare bundle"), stage_integration),
+    ]
+    for role_dir, role, scen in scenarios(roles):
+        jobs.append((f"molecule {role}/{scen}", "molecule", ("prepare image", "prepare artefacts", "prepare bundle"),
+                     lambda t, a=(role_dir, role, scen): stage_scenario(t, *a)))
+    jobs += [
+        ("unit-roles", "unit", ("prepare artefacts",), lambda t: stage_pytest(t, "unit-roles", role_test_dirs())),
+        ("unit", "unit", ("prepare artefacts",), lambda t: stage_pytest(t, "unit", ["tests/unit"])),
+    ]
+    jobs = [j for j in jobs if j[1] in stages]
+    if "lab-down" in stages:
+        jobs.append(("lab-down", "lab-down", tuple(j[0] for j in jobs), stage_lab_down))
+    names = {j[0] for j in jobs}
+    return [(name, stage, tuple(n for n in needs if n in names), fn) for name, stage, needs, fn in jobs]
+
+
+def schedule(tally, jobs, slots):
+    """Run the jobs, at most `slots` at a time, each once its needs are done (in any outcome)."""
+    done, running = set(), {}
+    pending = list(jobs)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, slots)) as pool:
+        while pending or running:
+            for job in [j for j in pending if set(j[2]) <= done]:
+                if len(running) >= slots:
+                    break
+                pending.remove(job)
+                running[pool.submit(job[3], tally)] = job[0]
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                done.add(name)
+                error = future.exception()
+                if error is not None:
+                    tally.add(name, 0, 1, 0, 0, f"(the job raised {error!r})")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", action="append", choices=STAGES, help="run only these stages (repeatable)")
     parser.add_argument("--role", action="append", help="molecule: only these roles")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("LLM_TEST_JOBS", "3")),
+                        help="jobs at a time (LLM_TEST_JOBS, default 3)")
     args = parser.parse_args()
-    stages = args.only or STAGES
     os.makedirs(OUTPUT, exist_ok=True)
     tally = Tally()
     t0 = time.monotonic()
-    for stage in stages:
-        if stage == "prepare":
-            stage_prepare(tally)
-        elif stage == "unit":
-            stage_pytest(tally, "unit", ["tests/unit"])
-            # Role template tests import ansible's controller-side templar, which changes how module
-            # warnings are collected: they run in a process of their own.
-            role_tests = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "roles", "*", "tests")))
-            stage_pytest(tally, "unit-roles", role_tests)
-        elif stage == "lint":
-            stage_lint(tally)
-        elif stage == "sanity":
-            stage_sanity(tally)
-        elif stage == "integration":
-            run([sys.executable, "tools/lab.py", "up", "--hosts", "2"])
-            stage_pytest(tally, "integration", ["tests/integration"])
-        elif stage == "molecule":
-            stage_molecule(tally, args.role)
-        elif stage == "lab-down":
-            stage_lab_down(tally)
+    schedule(tally, jobs_for(args.only or STAGES, args.role), args.jobs)
     passed, failed, skipped = tally.totals()
     print("\n" + "-" * 72)
     for stage, p, f, s, secs, note in tally.rows:

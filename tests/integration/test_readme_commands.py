@@ -49,7 +49,7 @@ RUN_BY = {
     RERUN: "test_make_lab_serves_and_a_rerun_changes_nothing",
     "ansible-playbook playbooks/bundle.yml": "make lab (tools/lab.py run-site builds the bundle with exactly this command)",
     "make test": "CI itself: .ci/run runs exactly this",
-    "make lab-down": "tests/run_all.py, the last stage (lab-down): the lab's dockerd is gone and its hosts with it",
+    "make lab-down": "tests/run_all.py, the last job (lab-down): the lab's dockerd is gone and its hosts with it",
     RECHECK: "test_recheck_command",
     KEY: "test_make_lab_prints_door_lines_that_work",
     STATUS: "test_status_command",
