@@ -299,7 +299,7 @@ def schedule(tally, jobs, slots):
                     break
                 pending.remove(job)
                 running[pool.submit(job[3], tally)] = job[0]
-            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            finished = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED).done
             for future in finished:
                 name = running.pop(future)
                 done.add(name)
