@@ -1,0 +1,83 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""tests/run_all.py (what `make test` runs): which job needs which, and the scheduler that runs them side by side."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("run_all_under_test", os.path.join(ROOT, "tests", "run_all.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+run_all = _load()
+PREPARE = {"prepare image", "prepare artefacts", "prepare bundle"}
+
+
+def test_every_job_and_what_it_needs():
+    jobs = {name: (stage, set(needs)) for name, stage, needs, _fn in run_all.jobs_for(run_all.STAGES, None)}
+    scenarios = {n for n in jobs if n.startswith("molecule ")}
+    assert len(scenarios) == len(run_all.scenarios()) >= 8
+    assert jobs["lint"][1] == set() and jobs["sanity"][1] == set()
+    assert jobs["prepare bundle"][1] == {"prepare artefacts"}
+    assert jobs["unit"][1] == jobs["unit-roles"][1] == {"prepare artefacts"}
+    assert jobs["integration"][1] == PREPARE
+    assert all(jobs[n][1] == PREPARE for n in scenarios)
+    assert jobs["lab-down"][1] == set(jobs) - {"lab-down"}
+
+
+def test_a_need_outside_the_chosen_stages_counts_as_done():
+    jobs = run_all.jobs_for(["molecule"], ["vllm", "ollama"])
+    assert [(name, needs) for name, _stage, needs, _fn in jobs] == [("molecule vllm/default", ()), ("molecule ollama/default", ())]
+
+
+def test_the_longest_scenarios_start_first():
+    weights = [run_all.MOLECULE_WEIGHT.get(role, 1) for _dir, role, _scen in run_all.scenarios()]
+    assert weights == sorted(weights, reverse=True)
+
+
+def test_the_scheduler_keeps_to_the_slots_and_the_needs():
+    lock = threading.Lock()
+    events, running, peak = [], set(), [0]
+
+    def job(name, seconds):
+        def run(_tally):
+            with lock:
+                running.add(name)
+                peak[0] = max(peak[0], len(running))
+                events.append(("start", name))
+            time.sleep(seconds)
+            with lock:
+                running.discard(name)
+                events.append(("end", name))
+        return run
+
+    jobs = [("a", "s", (), job("a", 0.3)), ("b", "s", (), job("b", 0.1)), ("c", "s", ("a",), job("c", 0.05)),
+            ("d", "s", (), job("d", 0.05)), ("e", "s", ("b", "d"), job("e", 0.05))]
+    run_all.schedule(run_all.Tally(), jobs, slots=2)
+    order = [name for kind, name in events if kind == "start"]
+    assert sorted(order) == ["a", "b", "c", "d", "e"] and peak[0] == 2
+    assert order[:2] == ["a", "b"]  # the first two in priority order take the two slots
+    for later, earlier in (("c", "a"), ("e", "b"), ("e", "d")):
+        assert events.index(("start", later)) > events.index(("end", earlier))
+
+
+def test_a_job_that_raises_is_counted_failed_and_the_others_still_run():
+    tally = run_all.Tally()
+
+    def boom(_tally):
+        raise RuntimeError("no lab")
+
+    ran = []
+    run_all.schedule(tally, [("x", "s", (), boom), ("y", "s", ("x",), lambda t: ran.append("y"))], slots=3)
+    assert ran == ["y"]
+    assert [(r[0], r[2]) for r in tally.rows] == [("x", 1)] and "no lab" in tally.rows[0][5]
