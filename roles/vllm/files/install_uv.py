@@ -1,0 +1,27 @@
+# Copyright: (c) 2026, onprem.llm_serving contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Install into this venv, alone and hash-checked, the uv that the wheelhouse lock pins (vllm_installer: uv).
+
+Run by roles/vllm/tasks/install_venv.yml as `<venv>/bin/python -c <this file> LOCK FIND_LINKS`: nothing is copied to the
+host. The venv's own pip installs the lock's `uv==X --hash=sha256:...` entry with --no-index --no-deps --require-hashes,
+so uv comes from the same wheelhouse, under the same hashes, as everything it then installs (the lock keeps uv in the
+venv: pip, when chosen, installs it too). A lock without uv fails here, naming the lock and both fixes."""
+import re
+import subprocess
+import sys
+import tempfile
+
+LOCK, FIND_LINKS = sys.argv[1], sys.argv[2]
+with open(LOCK, encoding="utf-8") as handle:
+    JOINED = re.sub(r"\\\n", " ", handle.read())
+ENTRY = [line.split("#", 1)[0].strip() for line in JOINED.splitlines()
+         if re.match(r"\s*uv==\S+\s+--hash=sha256:[0-9a-f]{64}", line, re.IGNORECASE)]
+if not ENTRY:
+    sys.exit("vllm_installer is uv, but %s pins no uv (a line `uv==<version> --hash=sha256:<digest>`): put uv, hash-pinned, "
+             "in the wheelhouse lock (tools/artefacts.py does for the lab's), or set vllm_installer: pip" % LOCK)
+with tempfile.NamedTemporaryFile("w", suffix="-uv.txt") as requirement:
+    requirement.write(ENTRY[0] + "\n")
+    requirement.flush()
+    sys.exit(subprocess.call([sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--quiet",
+                              "--no-index", "--no-deps", "--require-hashes", "--find-links", FIND_LINKS, "-r", requirement.name]))
