@@ -5,7 +5,7 @@
 
 Jobs: the lab image, the artefacts and the bundle (prepare); unit (pytest); ansible-lint; ansible-test sanity;
 integration (pytest against lab hosts and a real vLLM); one Molecule scenario per role; `make lab-down` last.
-They run side by side, LLM_TEST_JOBS at a time (default 3), each as soon as the jobs it needs are done (JOBS below):
+They run side by side, LLM_TEST_JOBS at a time (default 3), each as soon as the jobs it needs are done (jobs_for below):
 one stage after the other left a core idle for most of the run (prepare, unit, lint and sanity use one core each;
 the integration tests wait on engines a third of the time), and only the Molecule stage kept both busy.
 Each job writes its own log under tests/output/run_all/ and prints its tail when it ends.
@@ -193,8 +193,9 @@ def online_resolv_conf():
     return path
 
 
-# Measured seconds per scenario on a fresh 2-core machine (rehearsal of 2026-11-30): the longest start first.
-MOLECULE_WEIGHT = {"container_runtime": 513, "tgi": 508, "vllm": 469, "nvidia_driver": 451, "ollama": 324, "models": 131,
+# Seconds per scenario alone on a fresh 2-core machine (rehearsal of df69884 on 2026-11-30, one stage at a time):
+# the longest start first.
+MOLECULE_WEIGHT = {"tgi": 577, "vllm": 570, "container_runtime": 513, "nvidia_driver": 451, "ollama": 324, "models": 140,
                    "common": 56, "preflight": 44}
 
 
