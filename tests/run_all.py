@@ -71,12 +71,13 @@ def env() -> dict:
     return e
 
 
-def run(cmd, log, cwd=ROOT, tail=3000) -> int:
+def run(cmd, log, cwd=ROOT, tail=3000, extra_env=None) -> int:
     """One command, its output in its own log (jobs run side by side); the command and the log's tail go to stdout,
     a longer tail when it failed."""
-    say(f"$ {' '.join(cmd)}  > {os.path.relpath(log, ROOT)}")
+    where = "" if cwd == ROOT else f"(cd {os.path.relpath(cwd, ROOT)} && "
+    say(f"$ {where}{' '.join(cmd)}{')' if where else ''}  > {os.path.relpath(log, ROOT)}")
     with open(log, "w") as fh:
-        proc = subprocess.run(cmd, cwd=cwd, env=env(), stdout=fh, stderr=subprocess.STDOUT, check=False)
+        proc = subprocess.run(cmd, cwd=cwd, env=dict(env(), **(extra_env or {})), stdout=fh, stderr=subprocess.STDOUT, check=False)
     with open(log) as fh:
         text = fh.read()
     keep = tail if proc.returncode == 0 else max(tail, 12000)
@@ -217,21 +218,15 @@ def stage_scenario(tally, role_dir, role, scen):
     start = time.monotonic()
     log = os.path.join(OUTPUT, f"molecule-{role}-{scen}.log")
     cmd = [os.path.join(VENV_BIN, "molecule"), "-c", os.path.join(ROOT, "tests", "molecule", "base.yml"), "test", "-s", scen]
-    e = env()
-    e["MOLECULE_ROLE_NAME"] = role
-    e.setdefault("MOLECULE_NAME_SUFFIX", "lab")
-    e.update(LLM_MOLECULE_SSH_AUTHORIZED_KEYS=lab.ensure_ssh_key(), LLM_MOLECULE_SSH_KEY=lab.SSH_KEY)
+    e = {"MOLECULE_ROLE_NAME": role, "MOLECULE_NAME_SUFFIX": os.environ.get("MOLECULE_NAME_SUFFIX", "lab"),
+         "LLM_MOLECULE_SSH_AUTHORIZED_KEYS": lab.ensure_ssh_key(), "LLM_MOLECULE_SSH_KEY": lab.SSH_KEY}
     if role in ONLINE_SCENARIOS:
         e.update(LLM_MOLECULE_NETWORK="bridge", LLM_MOLECULE_RESOLV_CONF=online_resolv_conf(), LLM_MOLECULE_OS_REPOSITORY="")
     else:
         lab.ensure_network(True)
         e.update(LLM_MOLECULE_NETWORK=lab.AIRGAP_NET, LLM_MOLECULE_RESOLV_CONF=lab.resolv_conf(),
                  LLM_MOLECULE_OS_REPOSITORY=os.path.join(ROOT, ".cache", "bundle", "apt"))
-    say(f"$ (cd roles/{role} && {' '.join(cmd)})  > {os.path.relpath(log, ROOT)}")
-    with open(log, "w") as fh:
-        rc = subprocess.run(cmd, cwd=role_dir, env=e, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
-    if rc != 0:
-        say(f"--- {os.path.relpath(log, ROOT)} (exit {rc}, last 8000 characters)\n" + open(log).read()[-8000:])
+    rc = run(cmd, log=log, cwd=role_dir, tail=1500, extra_env=e)
     tally.add(f"molecule {role}/{scen}", int(rc == 0), int(rc != 0), 0, time.monotonic() - start)
 
 
@@ -267,17 +262,17 @@ def jobs_for(stages, roles):
     the longest first; lint and sanity need nothing and fill the slots while prepare runs; unit needs the artefacts (the
     vLLM venv some tests parse with). A need outside `stages` counts as done (`--only molecule` after an earlier prepare).
     lab-down needs everything: it stops the lab's dockerd."""
+    prepared = ("prepare image", "prepare artefacts", "prepare bundle")
     jobs = [
         ("prepare image", "prepare", (), lambda t: stage_prepare(t, "image")),
         ("prepare artefacts", "prepare", (), lambda t: stage_prepare(t, "artefacts")),
         ("prepare bundle", "prepare", ("prepare artefacts",), lambda t: stage_prepare(t, "bundle")),
         ("lint", "lint", (), stage_lint),
         ("sanity", "sanity", (), stage_sanity),
-        ("integration", "integration", ("prepare image", "prepare artefacts", "prepare bundle"), stage_integration),
+        ("integration", "integration", prepared, stage_integration),
     ]
     for role_dir, role, scen in scenarios(roles):
-        jobs.append((f"molecule {role}/{scen}", "molecule", ("prepare image", "prepare artefacts", "prepare bundle"),
-                     lambda t, a=(role_dir, role, scen): stage_scenario(t, *a)))
+        jobs.append((f"molecule {role}/{scen}", "molecule", prepared, lambda t, a=(role_dir, role, scen): stage_scenario(t, *a)))
     jobs += [
         ("unit-roles", "unit", ("prepare artefacts",), lambda t: stage_pytest(t, "unit-roles", role_test_dirs())),
         ("unit", "unit", ("prepare artefacts",), lambda t: stage_pytest(t, "unit", ["tests/unit"])),

