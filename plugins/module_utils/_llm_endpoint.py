@@ -79,11 +79,14 @@ def _median(values):
 # ---------------------------------------------------------------------------------------------
 # Readiness
 # ---------------------------------------------------------------------------------------------
-def wait_ready(client, path, deadline_s, sleep=time.sleep, monotonic=time.monotonic, first_delay=0.5, max_delay=5.0, also_ready=()):
+def wait_ready(client, path, deadline_s, sleep=time.sleep, monotonic=time.monotonic, first_delay=0.5, max_delay=5.0, also_ready=(),
+               watch=None):
     """Poll GET ``path`` until 2xx (or a status in ``also_ready``). Refused/reset/timeout/502/503/504 are retried with backoff.
 
     Returns {"time_to_ready_s", "attempts", "waited_for"} (waited_for lists the distinct reasons
     seen while waiting). Auth errors and other 4xx fail at once: waiting would not fix them.
+    ``watch`` (optional): called after each attempt that was not ready; a string it returns ends the wait at once with
+    that message (the process that should answer is gone: module_utils._systemd.unit_watch).
     """
     start = monotonic()
     delay = first_delay
@@ -107,6 +110,10 @@ def wait_ready(client, path, deadline_s, sleep=time.sleep, monotonic=time.monoto
         if reason not in reasons:
             reasons.append(reason)
         elapsed = monotonic() - start
+        gone = watch() if watch is not None else None
+        if gone:
+            raise LlmNotReadyError("GET", client.url_for(path), "not ready after %.1f s and %d attempts (last: %s), and it will not be: %s"
+                                   % (elapsed, attempts, last.meaning, gone), last.status, last.body)
         if elapsed + delay > deadline_s:
             raise LlmNotReadyError("GET", client.url_for(path),
                                    "not ready after %.1f s and %d attempts (last: %s). Raise ready_timeout if the model is still loading, "
@@ -479,11 +486,11 @@ class EndpointChecker(object):
         return modes
 
     def run(self, engine="auto", model=None, apis=None, streaming="both", prompt="Hello", max_tokens=32, min_tokens=8, ignore_eos=False,
-            ready_timeout=600.0, collect_metrics=True):
+            ready_timeout=600.0, collect_metrics=True, watch=None):
         modes = self.plan(engine, apis, streaming)
         # engine=auto: the server answering at all (even 404: not an OpenAI route) means it is up; detection follows.
         also = (404, 405) if engine == "auto" else ()
-        ready = wait_ready(self.client, READY_PROBE[engine], ready_timeout, self.sleep, self.monotonic, also_ready=also)
+        ready = wait_ready(self.client, READY_PROBE[engine], ready_timeout, self.sleep, self.monotonic, also_ready=also, watch=watch)
         server, detected_protocol, version, info = detect_engine(self.client)
         protocol = detected_protocol if engine == "auto" else engine
         if engine == "tgi" and not info.get("model_id"):

@@ -116,6 +116,12 @@ class SystemdHost(object):
             raise SystemdError("`%s` failed (rc=%s): %s" % (" ".join(args), rc, (err or out).strip()))
         return parse_show(out)
 
+    def journal_tail(self, unit, lines):
+        """The last ``lines`` log lines of ``unit`` (message text only), or "" when the journal cannot be read here
+        (journalctl missing, or a user without access to the system journal)."""
+        rc, out, _err = self._run(["journalctl", "--no-pager", "--quiet", "-o", "cat", "-n", str(int(lines)), "-u", unit])
+        return out.rstrip() if rc == 0 else ""
+
     def main_pid(self, unit):
         """MainPID of ``unit`` as int (0 when it is not running)."""
         value = self.show(unit, ["MainPID"]).get("MainPID", "0")
@@ -249,3 +255,41 @@ class UnitState(object):
         decision["files"] = [{"path": p, "mtime": mtimes[p]} for p in files]
         decision["main_pid"] = int(props.get("MainPID") or 0)
         return decision
+
+
+# States of a unit whose process is gone (not starting, not running): waiting longer would not make it answer.
+UNIT_GONE_STATES = ("failed", "inactive", "deactivating")
+UNIT_WATCH_PROPERTIES = ("LoadState", "ActiveState", "SubState", "Result", "NRestarts")
+
+
+def unit_watch(systemd, unit, journal_lines=15):
+    """A ``watch`` for module_utils._llm_endpoint.wait_ready: the serving unit's state, read through ``systemd`` (a
+    SystemdHost) on the host the check runs on. It answers a message once the unit failed, stopped, waits to be restarted
+    (SubState auto-restart) or was restarted by systemd (NRestarts grew since the first look): its process died before
+    it answered, so the wait ends now, with the unit's last log lines, instead of at ready_timeout.
+    Returns None when the unit is not known on this host (LoadState not-found): the endpoint is served elsewhere."""
+    first = systemd.show(unit, UNIT_WATCH_PROPERTIES)
+    if first.get("LoadState") == "not-found":
+        return None
+
+    def restarts(props):
+        try:
+            return int(props.get("NRestarts") or 0)
+        except ValueError:
+            return 0
+
+    base = restarts(first)
+
+    def watch():
+        try:
+            props = systemd.show(unit, UNIT_WATCH_PROPERTIES)
+        except SystemdError:
+            return None  # systemctl did not answer this time: the HTTP wait goes on, with its own deadline
+        state, sub, count = props.get("ActiveState"), props.get("SubState"), restarts(props)
+        if state not in UNIT_GONE_STATES and sub != "auto-restart" and count <= base:
+            return None
+        log = systemd.journal_tail(unit, journal_lines)
+        return ("unit %s is %s (%s, result %s; systemd restarted it %d time(s) while this check waited): its process exited before "
+                "it answered. %s" % (unit, state, sub, props.get("Result"), count - base,
+                                     ("Its last log lines:\n" + log) if log else "See `journalctl -u %s`." % unit))
+    return watch

@@ -83,6 +83,14 @@ options:
     description: Read vLLM's C(/metrics) and return the selected counters in RV(server).
     type: bool
     default: true
+  unit:
+    description:
+      - The systemd unit that serves the endpoint, on the host this module runs on (V(vllm-tiny.service)). While the endpoint
+        is not ready yet, its state is read after each attempt; once it has failed, stopped, waits to be restarted or was
+        restarted by systemd, its process exited before it answered, and the module fails at once with the unit's last log
+        lines instead of waiting until O(ready_timeout) (a venv that cannot import, a bad flag, a model that does not fit).
+      - A unit this host does not know is not watched. Leave it unset when the module runs on another host than the engine.
+    type: str
 attributes:
   check_mode:
     support: full
@@ -108,6 +116,7 @@ EXAMPLES = r"""
     model: tiny
     api_key: "{{ vllm_api_key }}"
     ready_timeout: 900
+    unit: vllm-tiny.service   # fails at once, with its log, if the unit dies while the model loads
 
 - name: Let the module find out which engine answers, and prove 16 tokens
   onprem.llm_serving.llm_endpoint:
@@ -232,6 +241,7 @@ from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_http impor
     client_from_params,
 )
 from ansible_collections.onprem.llm_serving.plugins.module_utils._llm_endpoint import EndpointChecker
+from ansible_collections.onprem.llm_serving.plugins.module_utils._systemd import SystemdError, SystemdHost, unit_watch
 
 
 def argument_spec():
@@ -247,6 +257,7 @@ def argument_spec():
         ignore_eos=dict(type="bool", default=False),
         ready_timeout=dict(type="float", default=600.0),
         collect_metrics=dict(type="bool", default=True),
+        unit=dict(type="str"),
     )
     return spec
 
@@ -258,10 +269,16 @@ def main():
         module.fail_json(msg="min_tokens (%d) is larger than max_tokens (%d): no generation could pass; lower min_tokens or raise max_tokens"
                          % (p["min_tokens"], p["max_tokens"]))
     try:
+        watch = unit_watch(SystemdHost(module.run_command), p["unit"]) if p["unit"] else None
+    except SystemdError as exc:
+        module.fail_json(msg="llm_endpoint %s: cannot read the state of unit %s: %s. Run the module on the engine's host, or leave "
+                         "unit unset" % (p["url"], p["unit"], exc))
+    try:
         client = client_from_params(p)
         result = EndpointChecker(client).run(
             engine=p["engine"], model=p["model"], apis=p["apis"], streaming=p["streaming"], prompt=p["prompt"], max_tokens=p["max_tokens"],
-            min_tokens=p["min_tokens"], ignore_eos=p["ignore_eos"], ready_timeout=p["ready_timeout"], collect_metrics=p["collect_metrics"])
+            min_tokens=p["min_tokens"], ignore_eos=p["ignore_eos"], ready_timeout=p["ready_timeout"], collect_metrics=p["collect_metrics"],
+            watch=watch)
     except LlmError as exc:
         module.fail_json(msg="llm_endpoint %s (engine=%s, model=%s): %s" % (p["url"], p["engine"], p["model"], exc))
     except Exception as exc:  # unexpected: keep the traceback for a bug report

@@ -90,3 +90,29 @@ def test_lab_hosts_are_air_gapped_by_default():
     for host in ("llm-lab-1", "llm-lab-2"):
         nets = json.loads(docker("inspect", host, "--format", "{{json .NetworkSettings.Networks}}").stdout)
         assert list(nets) == ["lab-airgap"], (host, nets)
+
+
+def test_llm_endpoint_ends_its_wait_when_the_unit_dies():
+    """llm_endpoint's `unit` on a real systemd (a lab host; the smoke stage and the engines' proof pass it): a service
+    that exits while the check waits for it to answer ends the check at once, with the unit's own log lines, instead
+    of at ready_timeout (600 s here; the command's own limit is 300 s)."""
+    ansible = os.path.join(ROOT, ".venv", "bin", "ansible")
+    unit = "llm-endpoint-watch-test.service"
+    start = subprocess.run(
+        [ansible, "llm-lab-1", "--become", "-m", "ansible.builtin.command", "-a",
+         "systemd-run --unit=%s -p Restart=always -p RestartSec=1 /usr/bin/python3 -c "
+         "\"import sys; print('ModuleNotFoundError: no module named vllm_test'); sys.exit(3)\"" % unit],
+        cwd=ROOT, capture_output=True, text=True, check=False)
+    assert start.returncode == 0, start.stdout + start.stderr
+    try:
+        proc = subprocess.run([ansible, "llm-lab-1", "--become", "-m", "onprem.llm_serving.llm_endpoint", "-a",
+                               "url=http://127.0.0.1:9 engine=openai ready_timeout=600 unit=%s" % unit],
+                              cwd=ROOT, capture_output=True, text=True, check=False, timeout=300)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0, out
+        assert "and it will not be: unit %s is " % unit in out, out[-3000:]
+        assert "ModuleNotFoundError: no module named vllm_test" in out, out[-3000:]
+    finally:
+        subprocess.run([ansible, "llm-lab-1", "--become", "-m", "ansible.builtin.shell", "-a",
+                        "systemctl stop %s; systemctl reset-failed %s; true" % (unit, unit)],
+                       cwd=ROOT, capture_output=True, text=True, check=False)

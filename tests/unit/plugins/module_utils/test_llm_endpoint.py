@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _llm_endpoint as e
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _llm_http as h
+from ansible_collections.onprem.llm_serving.plugins.module_utils import _systemd
 
 
 class Seq(list):
@@ -145,6 +146,71 @@ def test_wait_ready_auto_accepts_any_answer():
     fc = FakeClient({})
     out = e.wait_ready(fc, "/v1/models", 5, Clock().sleep, Clock().monotonic, also_ready=(404,))
     assert out["attempts"] == 1
+
+
+class FakeSystemd(object):
+    """The SystemdHost calls unit_watch makes: show() answers the next scripted state (the last one repeats), as
+    systemctl show would; journal_tail() the unit's log."""
+
+    def __init__(self, states, log="ModuleNotFoundError: No module named 'vllm'"):
+        self.states = list(states)
+        self.log = log
+        self.shown = 0
+
+    def show(self, unit, properties):
+        self.shown += 1
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if isinstance(state, Exception):
+            raise state
+        return dict(state)
+
+    def journal_tail(self, unit, lines):
+        return self.log
+
+
+RUNNING = {"LoadState": "loaded", "ActiveState": "active", "SubState": "running", "Result": "success", "NRestarts": "0"}
+
+
+@pytest.mark.parametrize("dead", [
+    dict(RUNNING, ActiveState="activating", SubState="auto-restart", Result="exit-code"),   # waits to be restarted
+    dict(RUNNING, ActiveState="failed", SubState="failed", Result="exit-code"),             # start limit hit
+    dict(RUNNING, ActiveState="inactive", SubState="dead"),                                # stopped
+    dict(RUNNING, NRestarts="1"),                                                           # restarted by systemd meanwhile
+])
+def test_wait_ready_ends_at_once_when_the_unit_died(dead):
+    refused = h.LlmConnectError("GET", "http://fake:8000/health", "connection refused: nothing listens")
+    fc = FakeClient({("GET", "/health"): refused})
+    clock = Clock()
+    systemd = FakeSystemd([RUNNING, RUNNING, dead])
+    with pytest.raises(e.LlmNotReadyError) as info:
+        e.wait_ready(fc, "/health", 600, clock.sleep, clock.monotonic, watch=_systemd.unit_watch(systemd, "vllm-tiny.service"))
+    msg = str(info.value)
+    # the first look, one while the unit still runs, then the dead state after the second refused attempt
+    assert fc.calls.count(("GET", "/health", None)) == 2 and clock.sleeps == [0.5]
+    assert "and it will not be: unit vllm-tiny.service is %s (%s, result %s" % (dead["ActiveState"], dead["SubState"], dead["Result"]) in msg
+    assert "restarted it %d time(s)" % int(dead["NRestarts"]) in msg
+    assert "Its last log lines:\nModuleNotFoundError: No module named 'vllm'" in msg
+
+
+def test_wait_ready_waits_on_while_the_unit_runs_or_starts():
+    refused = h.LlmConnectError("GET", "http://fake:8000/health", "connection refused: nothing listens")
+    fc = FakeClient({("GET", "/health"): Seq([refused, refused, refused, (200, b"")])})
+    clock = Clock()
+    # it had crashed once before the check began (NRestarts 2 at the first look) and is loading again: not a new death;
+    # one systemctl call fails meanwhile: the wait goes on
+    loading = dict(RUNNING, NRestarts="2")
+    systemd = FakeSystemd([loading, dict(loading, ActiveState="activating", SubState="start"), _systemd.SystemdError("busy"), loading])
+    out = e.wait_ready(fc, "/health", 600, clock.sleep, clock.monotonic, watch=_systemd.unit_watch(systemd, "vllm-tiny.service"))
+    assert out["attempts"] == 4 and systemd.shown == 4
+
+
+def test_a_unit_this_host_does_not_know_is_not_watched():
+    assert _systemd.unit_watch(FakeSystemd([dict(RUNNING, LoadState="not-found", ActiveState="inactive")]), "vllm-x.service") is None
+
+
+def test_without_journal_access_the_message_names_the_command():
+    watch = _systemd.unit_watch(FakeSystemd([RUNNING, dict(RUNNING, ActiveState="failed", SubState="failed")], log=""), "tgi-a.service")
+    assert watch().endswith("See `journalctl -u tgi-a.service`.")
 
 
 # -- detection and models ------------------------------------------------------------------------
