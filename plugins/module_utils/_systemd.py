@@ -257,17 +257,20 @@ class UnitState(object):
         return decision
 
 
-# States of a unit whose process is gone (not starting, not running): waiting longer would not make it answer.
-UNIT_GONE_STATES = ("failed", "inactive", "deactivating")
+# States of a unit whose process is gone and that systemd will not start again by itself.
+UNIT_GONE_STATES = ("failed", "inactive")
 UNIT_WATCH_PROPERTIES = ("LoadState", "ActiveState", "SubState", "Result", "NRestarts")
+# Automatic restarts during one wait that mean a crash loop: one can be a kill from outside (systemd brings the service
+# back and the wait goes on); a second is the same death again.
+UNIT_WATCH_RESTARTS = 2
 
 
-def unit_watch(systemd, unit, journal_lines=15):
+def unit_watch(systemd, unit, journal_lines=15, restarts_allowed=UNIT_WATCH_RESTARTS - 1):
     """A ``watch`` for module_utils._llm_endpoint.wait_ready: the serving unit's state, read through ``systemd`` (a
-    SystemdHost) on the host the check runs on. It answers a message once the unit failed, stopped, waits to be restarted
-    (SubState auto-restart) or was restarted by systemd (NRestarts grew since the first look): its process died before
-    it answered, so the wait ends now, with the unit's last log lines, instead of at ready_timeout.
-    Returns None when the unit is not known on this host (LoadState not-found): the endpoint is served elsewhere."""
+    SystemdHost) on the host the check runs on. It answers a message once the unit has failed or stopped (systemd will
+    not start it again), or systemd restarted it more than ``restarts_allowed`` times since the first look (a crash
+    loop): its process keeps dying before it answers, so the wait ends now, with the unit's last log lines, instead of at
+    ready_timeout. Returns None when the unit is not known on this host (LoadState not-found): it is served elsewhere."""
     first = systemd.show(unit, UNIT_WATCH_PROPERTIES)
     if first.get("LoadState") == "not-found":
         return None
@@ -286,7 +289,7 @@ def unit_watch(systemd, unit, journal_lines=15):
         except SystemdError:
             return None  # systemctl did not answer this time: the HTTP wait goes on, with its own deadline
         state, sub, count = props.get("ActiveState"), props.get("SubState"), restarts(props)
-        if state not in UNIT_GONE_STATES and sub != "auto-restart" and count <= base:
+        if state not in UNIT_GONE_STATES and count - base <= restarts_allowed:
             return None
         log = systemd.journal_tail(unit, journal_lines)
         return ("unit %s is %s (%s, result %s; systemd restarted it %d time(s) while this check waited): its process exited before "

@@ -86,9 +86,10 @@ options:
   unit:
     description:
       - The systemd unit that serves the endpoint, on the host this module runs on (V(vllm-tiny.service)). While the endpoint
-        is not ready yet, its state is read after each attempt; once it has failed, stopped, waits to be restarted or was
-        restarted by systemd, its process exited before it answered, and the module fails at once with the unit's last log
-        lines instead of waiting until O(ready_timeout) (a venv that cannot import, a bad flag, a model that does not fit).
+        is not ready yet, its state is read after each attempt. Once the unit has failed or stopped, or systemd restarted it
+        twice since the wait began (a crash loop; one restart can be a kill from outside, and the wait goes on), the module
+        fails at once with the unit's last log lines instead of waiting until O(ready_timeout) (a venv that cannot import,
+        a bad flag, a model that does not fit).
       - A unit this host does not know is not watched. Leave it unset when the module runs on another host than the engine.
     type: str
 attributes:
@@ -116,7 +117,7 @@ EXAMPLES = r"""
     model: tiny
     api_key: "{{ vllm_api_key }}"
     ready_timeout: 900
-    unit: vllm-tiny.service   # fails at once, with its log, if the unit dies while the model loads
+    unit: vllm-tiny.service   # fails at once, with its log, if the unit crash-loops or fails while the model loads
 
 - name: Let the module find out which engine answers, and prove 16 tokens
   onprem.llm_serving.llm_endpoint:

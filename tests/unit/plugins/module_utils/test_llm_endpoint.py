@@ -172,10 +172,10 @@ RUNNING = {"LoadState": "loaded", "ActiveState": "active", "SubState": "running"
 
 
 @pytest.mark.parametrize("dead", [
-    dict(RUNNING, ActiveState="activating", SubState="auto-restart", Result="exit-code"),   # waits to be restarted
+    dict(RUNNING, ActiveState="activating", SubState="auto-restart", Result="exit-code", NRestarts="2"),  # crash loop
     dict(RUNNING, ActiveState="failed", SubState="failed", Result="exit-code"),             # start limit hit
     dict(RUNNING, ActiveState="inactive", SubState="dead"),                                # stopped
-    dict(RUNNING, NRestarts="1"),                                                           # restarted by systemd meanwhile
+    dict(RUNNING, NRestarts="2"),                                                           # restarted twice meanwhile
 ])
 def test_wait_ready_ends_at_once_when_the_unit_died(dead):
     refused = h.LlmConnectError("GET", "http://fake:8000/health", "connection refused: nothing listens")
@@ -196,10 +196,12 @@ def test_wait_ready_waits_on_while_the_unit_runs_or_starts():
     refused = h.LlmConnectError("GET", "http://fake:8000/health", "connection refused: nothing listens")
     fc = FakeClient({("GET", "/health"): Seq([refused, refused, refused, (200, b"")])})
     clock = Clock()
-    # it had crashed once before the check began (NRestarts 2 at the first look) and is loading again: not a new death;
+    # it had crashed twice before the check began (NRestarts 2 at the first look) and is loading again: not a new death;
+    # killed once from outside meanwhile (auto-restart, then one more restart): systemd brings it back, the wait goes on;
     # one systemctl call fails meanwhile: the wait goes on
     loading = dict(RUNNING, NRestarts="2")
-    systemd = FakeSystemd([loading, dict(loading, ActiveState="activating", SubState="start"), _systemd.SystemdError("busy"), loading])
+    killed = dict(RUNNING, ActiveState="activating", SubState="auto-restart", Result="signal", NRestarts="2")
+    systemd = FakeSystemd([loading, killed, _systemd.SystemdError("busy"), dict(loading, NRestarts="3")])
     out = e.wait_ready(fc, "/health", 600, clock.sleep, clock.monotonic, watch=_systemd.unit_watch(systemd, "vllm-tiny.service"))
     assert out["attempts"] == 4 and systemd.shown == 4
 
