@@ -4,13 +4,32 @@
 """Install into this venv, alone and hash-checked, the uv that the wheelhouse lock pins (vllm_installer: uv).
 
 Run by roles/vllm/tasks/install_venv.yml as `<venv>/bin/python -c <this file> LOCK FIND_LINKS`: nothing is copied to the
-host. The venv's own pip installs the lock's `uv==X --hash=sha256:...` entry with --no-index --no-deps --require-hashes,
-so uv comes from the same wheelhouse, under the same hashes, as everything it then installs (the lock keeps uv in the
-venv: pip, when chosen, installs it too). A lock without uv fails here, naming the lock and both fixes."""
+host. pip installs the lock's `uv==X --hash=sha256:...` entry with --no-index --no-deps --require-hashes, so uv comes from
+the same wheelhouse, under the same hashes, as everything it then installs (the lock keeps uv in the venv: pip, when
+chosen, installs it too). The venv's own pip when it has one; a venv made without pip (the role's, for uv) gets pip run
+from the interpreter's own pip wheel (Debian's python3-pip-whl, which python3-venv depends on, or ensurepip's bundled
+one), nothing of pip is installed. A lock without uv fails here, naming the lock and both fixes."""
+import glob
+import importlib.util
+import os
 import re
 import subprocess
 import sys
 import tempfile
+
+
+def pip_command():
+    """How to run pip for this venv: its own, or the interpreter's pip wheel run in place (`python pip.whl/pip`)."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    import ensurepip  # pylint: disable=import-outside-toplevel
+    places = ["/usr/share/python-wheels", os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")]
+    wheels = [path for place in places for path in sorted(glob.glob(os.path.join(place, "pip-*-py3-none-any.whl")))]
+    if not wheels:
+        sys.exit("the venv %s has no pip, and no pip wheel is in %s: install python3-venv (it brings python3-pip-whl)"
+                 % (sys.prefix, " or ".join(places)))
+    return [sys.executable, os.path.join(wheels[0], "pip")]
+
 
 LOCK, FIND_LINKS = sys.argv[1], sys.argv[2]
 with open(LOCK, encoding="utf-8") as handle:
@@ -23,5 +42,5 @@ if not ENTRY:
 with tempfile.NamedTemporaryFile("w", suffix="-uv.txt") as requirement:
     requirement.write(ENTRY[0] + "\n")
     requirement.flush()
-    sys.exit(subprocess.call([sys.executable, "-m", "pip", "--isolated", "--disable-pip-version-check", "install", "--quiet",
-                              "--no-index", "--no-deps", "--require-hashes", "--find-links", FIND_LINKS, "-r", requirement.name]))
+    sys.exit(subprocess.call(pip_command() + ["--isolated", "--disable-pip-version-check", "install", "--quiet", "--no-index",
+                                              "--no-deps", "--require-hashes", "--find-links", FIND_LINKS, "-r", requirement.name]))

@@ -66,10 +66,13 @@ def wheel(directory, name, version, summary):
     return path, hashlib.sha256(data).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory):
+# With its own pip (vllm_installer: pip makes that venv) and without (the role's venv for uv: install_uv.py then runs the
+# interpreter's pip wheel in place)
+@pytest.fixture(scope="module", params=["with-pip", "without-pip"])
+def venv(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("venv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(path)] + (["--without-pip"] if request.param == "without-pip" else []),
+                   check=True)
     return path
 
 
@@ -91,9 +94,11 @@ def test_the_pinned_uv_goes_in_alone_and_hash_checked(venv, tmp_path):
     lock = wheels / "requirements.lock"
     lock.write_text("# a lock as tools/artefacts.py writes it\nother==1.0 \\\n    --hash=sha256:%s\nuv==0.13.8 \\\n"
                     "    --hash=sha256:%s\n" % (other_digest, digest))
+    pip_before = installed(venv, "pip")
     proc = install_uv(venv, lock, wheels)
     assert proc.returncode == 0, proc.stderr
     assert installed(venv, "uv") == "0.13.8"
+    assert installed(venv, "pip") == pip_before  # a venv without pip stays without (pip ran from its wheel)
     assert installed(venv, "other") == "-"  # uv alone: the installer installs the rest
 
 
