@@ -96,6 +96,7 @@ DEFAULT_SETTINGS = {
     "timeout_check": "5s",
     "hard_stop_after": "30m",
     "check_interval": "2s",
+    "check_fast_interval": "500ms",
     "maxconn": 4096,
     "runtime_socket": "/run/haproxy/admin.sock",
     "metrics_address": "127.0.0.1",
@@ -142,7 +143,7 @@ def settings_of(settings):
         raise GatewayError("unknown gateway setting(s) %s" % ", ".join(unknown))
     out.update({k: v for k, v in (settings or {}).items() if v is not None or k in ("chroot", "user", "group")})
     for key in ("timeout_connect", "timeout_client", "timeout_server", "timeout_http_request", "timeout_http_keep_alive",
-                "timeout_queue", "timeout_check", "hard_stop_after", "check_interval"):
+                "timeout_queue", "timeout_check", "hard_stop_after", "check_interval", "check_fast_interval"):
         if not TIME.match(str(out[key])):
             raise GatewayError("gateway_%s must be an HAProxy time such as 30s, 15m or 500ms, got %r" % (key, out[key]))
         out[key] = str(out[key])
@@ -593,7 +594,10 @@ def _backend_lines(frontend, servers, upstream_key, settings):
         "    retries 2",
         # only a connection that never reached the engine is retried: a generation is not replayed
         "    retry-on conn-failure",
-        "    default-server check inter %s fall 3 rise 2" % settings["check_interval"],
+        # a replica that is out (down) or changing state is checked every check_fast_interval: one that comes back (a
+        # restart, a rolling update) is in again about a second after it answers, one that stops answering is out as fast
+        "    default-server check inter %s fastinter %s downinter %s fall 3 rise 2"
+        % (settings["check_interval"], settings["check_fast_interval"], settings["check_fast_interval"]),
     ]
     if frontend["engine"] == "ollama":
         # Ollama bound to loopback answers 403 to a Host that is not local (allowedHostsMiddleware): the client's Host

@@ -170,10 +170,15 @@ def test_settings_reach_the_config():
     assert "map_str_int(/etc/haproxy/onprem-gateway/rate-limits.map,7)" in config
     production = build()["config"]
     assert "chroot /var/lib/haproxy" in production and "user haproxy" in production and "log /dev/log local0" in production
+    # a replica that is out or changing state is checked every 500 ms: back in (or out) about a second after it changes
+    assert "default-server check inter 2s fastinter 500ms downinter 500ms fall 3 rise 2" in production
+    fast = build(settings={"check_interval": "5s", "check_fast_interval": "1s"})["config"]
+    assert "default-server check inter 5s fastinter 1s downinter 1s fall 3 rise 2" in fast
 
 
 BAD_SETTINGS = [
     ({"timeout_server": "forever"}, "gateway_timeout_server must be an HAProxy time"),
+    ({"check_fast_interval": "soon"}, "gateway_check_fast_interval must be an HAProxy time"),
     ({"rate_limit": 0}, "gateway_rate_limit must be a whole number"),
     ({"rate_limit": True}, "gateway_rate_limit must be a whole number"),
     ({"rate_limit_period": "x"}, "gateway_rate_limit_period must be a whole number"),
