@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import time
 
@@ -103,8 +104,9 @@ def list_files(root, exclude=(MANIFEST,)):
     return sorted(found)
 
 
-def verify_tree(root, manifest=MANIFEST, only=None):
-    """(entries, mismatches): every file the manifest lists is hashed; ``only`` limits it to paths under prefixes."""
+def verify_tree(root, manifest=MANIFEST, only=None, cache=None, stats=None):
+    """(entries, mismatches): every file the manifest lists is checked; ``only`` limits it to paths under prefixes;
+    ``cache`` and ``stats`` as for verify_entries."""
     path = os.path.join(root, manifest)
     if not os.path.isfile(path):
         raise BundleError("%s is missing: rebuild the bundle (ansible-playbook playbooks/bundle.yml)" % path)
@@ -114,17 +116,85 @@ def verify_tree(root, manifest=MANIFEST, only=None):
         prefixes = tuple(p.rstrip("/") for p in only)
         entries = {rel: dig for rel, dig in entries.items()
                    if any(rel == p or rel.startswith(p + "/") for p in prefixes)}
-    return entries, verify_entries(root, entries)
+    return entries, verify_entries(root, entries, cache, stats)
 
 
-def verify_entries(root, entries):
-    """The files of ``entries`` ({relative path: sha256}) under ``root`` that are missing or differ, as Mismatch."""
+# ---------------------------------------------------------------------------------------------- stat cache
+# A file verified once is not hashed again while its stat signature is the one recorded with its sha256: the same
+# device and inode, size, modification time and inode change time (in ns). Writing, truncating, replacing, touching,
+# chmod or chown changes at least one of them (ctime cannot be set back from user space), so such a file is hashed
+# again. What the signature cannot see is a change below the filesystem (a disk's silent corruption): a full check
+# is one call without the cache.
+STAT_CACHE_VERSION = 1
+
+
+def stat_signature(st):
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def load_stat_cache(path):
+    """{relative path: {"sha256", "stat"}} from a stat cache file; {} when it is missing, unreadable or of another
+    version (then every file is hashed, and the cache written anew)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != STAT_CACHE_VERSION or not isinstance(data.get("files"), dict):
+        return {}
+    return {rel: item for rel, item in data["files"].items()
+            if isinstance(item, dict) and isinstance(item.get("sha256"), str) and isinstance(item.get("stat"), list)}
+
+
+def stat_cache_text(cache, keep):
+    """The cache file's content, holding only the paths in ``keep`` (what the last check listed)."""
+    files = {rel: cache[rel] for rel in sorted(cache) if rel in keep}
+    return json.dumps({"version": STAT_CACHE_VERSION, "files": files}, sort_keys=True, indent=1) + "\n"
+
+
+class VerifyStats:
+    """What a check read: files and bytes hashed, and files taken from the stat cache."""
+
+    def __init__(self):
+        self.hashed_files = 0
+        self.hashed_bytes = 0
+        self.cached_files = 0
+
+
+def verify_entries(root, entries, cache=None, stats=None):
+    """The files of ``entries`` ({relative path: sha256}) under ``root`` that are missing or differ, as Mismatch.
+
+    ``cache`` (a dict from load_stat_cache, or None for no cache) is read and updated in place: a file whose stat
+    signature and expected sha256 are as recorded counts as matched without being hashed; a hashed file that matches is
+    recorded (its signature taken before it is read, so a file that changes while it is read is hashed next time
+    again); one that differs or is missing is dropped from it. ``stats`` (a VerifyStats) counts what was read."""
+    stats = stats if stats is not None else VerifyStats()
     mismatches = []
     for rel in sorted(entries):
         full = os.path.join(root, check_relative(rel))
-        actual = sha256_file(full) if os.path.isfile(full) else "missing"
-        if actual != str(entries[rel]).lower():
-            mismatches.append(Mismatch(full, str(entries[rel]).lower(), actual))
+        expected = str(entries[rel]).lower()
+        try:
+            st = os.stat(full)
+        except FileNotFoundError:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            actual = "missing"
+        else:
+            signature = stat_signature(st)
+            known = cache.get(rel) if cache is not None else None
+            if known and known.get("stat") == signature and known.get("sha256") == expected:
+                actual = expected
+                stats.cached_files += 1
+            else:
+                actual = sha256_file(full)
+                stats.hashed_files += 1
+                stats.hashed_bytes += st.st_size
+                if cache is not None and actual == expected:
+                    cache[rel] = {"sha256": actual, "stat": signature}
+        if actual != expected:
+            if cache is not None:
+                cache.pop(rel, None)
+            mismatches.append(Mismatch(full, expected, actual))
     return mismatches
 
 

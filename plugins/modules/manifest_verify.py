@@ -15,7 +15,11 @@ description:
     and fails when one is missing or differs, naming each file with its expected and actual sha256.
   - C(site.yml) runs it on the controller against the whole bundle before any host is touched, and on the hosts
     against what was copied to a staging directory, before it is swapped into place.
-  - Read-only.
+  - With O(stat_cache), a file already verified is not hashed again while its stat signature is unchanged (device,
+    inode, size, modification and inode change times). A re-run reads each file's metadata, not its content, so it
+    costs the same for a tiny model and a 140 GB one. Any write, replacement, C(touch), C(chmod) or C(chown) of the
+    file changes its signature and it is hashed again. A check without O(stat_cache) hashes every file.
+  - Changes nothing it checks. With O(stat_cache), it writes that one file (not in check mode).
 author:
   - onprem.llm_serving maintainers (@onprem)
 attributes:
@@ -24,10 +28,10 @@ attributes:
     description: Reads only; the same answer in check mode.
   diff_mode:
     support: none
-    description: Nothing is written.
+    description: Nothing it checks is written; the O(stat_cache) file is bookkeeping, not reported as a change.
   idempotent:
     support: full
-    description: Never changes anything.
+    description: Never changes what it checks; C(changed) is always V(false).
   platform:
     support: full
     platforms: posix
@@ -59,6 +63,14 @@ options:
     description: Fail when a file is missing or differs. V(false) only reports them (RV(mismatches), RV(matched)).
     type: bool
     default: true
+  stat_cache:
+    description:
+      - A file (JSON) where each file that matched is recorded with its sha256 and stat signature; the next check reads
+        it and hashes only the files whose signature or expected sha256 differ from the record. Written atomically
+        when it changed (mode 0644; it holds paths, sizes, inode numbers and sha256 digests, nothing secret), never in
+        check mode. Its directory must exist; when the file cannot be written, the module warns and the check stands.
+      - Leave it unset (the default) to hash every file.
+    type: path
 """
 
 EXAMPLES = r"""
@@ -76,6 +88,13 @@ EXAMPLES = r"""
       model.safetensors: 9b1d0e...
     fail_on_mismatch: false
   register: revision_check
+
+- name: The same, hashing only what changed since the last check (a re-run reads stat, not gigabytes)
+  onprem.llm_serving.manifest_verify:
+    path: /srv/llm/models/.revisions/tiny-llama/onprem-demo-1
+    expected: "{{ pinned_checksums }}"
+    fail_on_mismatch: false
+    stat_cache: /srv/llm/models/.revisions/tiny-llama/onprem-demo-1/.verified-stat.json
 """
 
 RETURN = r"""
@@ -101,13 +120,55 @@ matched:
   type: list
   elements: str
   sample: [config.json, model.safetensors]
+hashed_files:
+  description: How many files were read and hashed (the others matched their O(stat_cache) record).
+  returned: always
+  type: int
+  sample: 2
+hashed_bytes:
+  description: How many bytes were read and hashed.
+  returned: always
+  type: int
+  sample: 1012345678
+cached_files:
+  description: How many files matched their O(stat_cache) record and were not read.
+  returned: always
+  type: int
+  sample: 210
 """
 
 import os
+import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _bundle
+
+
+def write_stat_cache(module, path, cache, keep):
+    """Write the stat cache when its content changed; a cache that cannot be written is warned about, not fatal."""
+    text = _bundle.stat_cache_text(cache, keep)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    directory = os.path.dirname(path) or "."
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".stat-cache.", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        return True
+    except OSError as exc:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+        module.warn("manifest_verify: the stat cache %s was not written (%s); the next check hashes every file again"
+                    % (path, exc.strerror or exc))
+        return False
 
 
 def main():
@@ -119,22 +180,30 @@ def main():
             fix=dict(type="str", default="Rebuild the bundle (ansible-playbook playbooks/bundle.yml) or copy the file again."),
             expected=dict(type="dict"),
             fail_on_mismatch=dict(type="bool", default=True),
+            stat_cache=dict(type="path"),
         ),
         supports_check_mode=True,
     )
     root = module.params["path"]
+    cache_path = module.params["stat_cache"]
+    cache = _bundle.load_stat_cache(cache_path) if cache_path else None
+    stats = _bundle.VerifyStats()
     try:
         if module.params["expected"] is not None:
             entries = {str(rel): str(digest) for rel, digest in module.params["expected"].items()}
-            mismatches = _bundle.verify_entries(root, entries)
+            mismatches = _bundle.verify_entries(root, entries, cache, stats)
         else:
-            entries, mismatches = _bundle.verify_tree(root, module.params["manifest"], module.params["only"])
+            entries, mismatches = _bundle.verify_tree(root, module.params["manifest"], module.params["only"], cache, stats)
     except (_bundle.BundleError, OSError) as exc:
-        module.fail_json(msg="manifest_verify %s: %s" % (root, exc), files=0, bytes=0, mismatches=[], matched=[])
+        module.fail_json(msg="manifest_verify %s: %s" % (root, exc), files=0, bytes=0, mismatches=[], matched=[],
+                         hashed_files=0, hashed_bytes=0, cached_files=0)
+    if cache is not None and not module.check_mode and os.path.isdir(os.path.dirname(cache_path) or "."):
+        write_stat_cache(module, cache_path, cache, set(entries))
     size = sum(os.path.getsize(os.path.join(root, rel)) for rel in entries if os.path.isfile(os.path.join(root, rel)))
     bad = {m.path for m in mismatches}
     result = dict(changed=False, files=len(entries), bytes=size, mismatches=[m.as_dict() for m in mismatches],
-                  matched=sorted(rel for rel in entries if os.path.join(root, rel) not in bad))
+                  matched=sorted(rel for rel in entries if os.path.join(root, rel) not in bad),
+                  hashed_files=stats.hashed_files, hashed_bytes=stats.hashed_bytes, cached_files=stats.cached_files)
     if mismatches and module.params["fail_on_mismatch"]:
         module.fail_json(msg=_bundle.mismatch_message(root, mismatches, module.params["fix"]), **result)
     module.exit_json(**result)

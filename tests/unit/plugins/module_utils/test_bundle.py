@@ -355,3 +355,89 @@ def test_manifest_verify_expected_map_reports_without_failing(tmp_path, capsys):
     # a path that leaves the directory is refused, not hashed
     escape = run_module(manifest_verify, capsys, {"path": str(root), "expected": {"../x": sha(b"x")}, "fail_on_mismatch": False})
     assert escape["rc"] == 1 and "stay inside" in escape["msg"]
+
+
+# ---------------------------------------------------------------------------------------------- stat cache
+def test_stat_cache_hashes_a_file_once_then_again_after_any_change(tmp_path, monkeypatch):
+    """A re-check reads stat, not content; a write, a touch back to the old time, a chmod or a new pin hashes again."""
+    root = tmp_path / "rev"
+    write(root / "model.safetensors", b"weights")
+    write(root / "config.json", b"{}")
+    entries = {"model.safetensors": sha(b"weights"), "config.json": sha(b"{}")}
+    hashed = []
+    real = _bundle.sha256_file
+    monkeypatch.setattr(_bundle, "sha256_file", lambda path, chunk=1 << 20: hashed.append(os.path.basename(path)) or real(path, chunk))
+    cache = {}
+
+    def check(pins=None):
+        hashed.clear()
+        stats = _bundle.VerifyStats()
+        bad = _bundle.verify_entries(str(root), pins or entries, cache, stats)
+        return sorted(hashed), [os.path.basename(m.path) for m in bad], stats
+
+    assert check()[0] == ["config.json", "model.safetensors"]
+    assert sorted(cache) == ["config.json", "model.safetensors"]
+    again, bad, stats = check()
+    assert again == [] and bad == [] and (stats.cached_files, stats.hashed_files, stats.hashed_bytes) == (2, 0, 0)
+
+    weights = str(root / "model.safetensors")
+    before = os.stat(weights)
+    write(root / "model.safetensors", b"weightz")              # same size, new content
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the old mtime back: ctime still moved
+    hashed_now, bad, stats = check()
+    assert hashed_now == ["model.safetensors"] and bad == ["model.safetensors"] and stats.hashed_bytes == 7
+    assert "model.safetensors" not in cache                   # a file that differs is never remembered as good
+    assert check()[0] == ["model.safetensors"]                # and is hashed on every check until it is fixed
+
+    write(root / "model.safetensors", b"weights")
+    assert check()[0] == ["model.safetensors"] and check()[0] == []
+    os.chmod(weights, 0o600)
+    assert check()[0] == ["model.safetensors"]
+    new_pin = dict(entries, **{"config.json": sha(b"{ }")})   # the pin moved: the record of the old pin does not count
+    assert check(new_pin)[:2] == (["config.json"], ["config.json"])
+    os.unlink(weights)
+    assert check()[:2] == (["config.json"], ["model.safetensors"]) and sorted(cache) == ["config.json"]
+
+
+def test_stat_cache_file_round_trip_and_what_it_ignores(tmp_path):
+    path = str(tmp_path / "cache.json")
+    assert _bundle.load_stat_cache(path) == {}                            # missing
+    record = {"sha256": sha(b"a"), "stat": [1, 2, 3, 4, 5]}
+    text = _bundle.stat_cache_text({"a": record, "gone": record}, keep={"a"})
+    (tmp_path / "cache.json").write_text(text)
+    assert _bundle.load_stat_cache(path) == {"a": record}                 # only what the last check listed is kept
+    (tmp_path / "cache.json").write_text(text.replace('"version": 1', '"version": 99'))
+    assert _bundle.load_stat_cache(path) == {}                            # another version: hash everything
+    (tmp_path / "cache.json").write_text("{not json")
+    assert _bundle.load_stat_cache(path) == {}
+    (tmp_path / "cache.json").write_text(json.dumps({"version": 1, "files": {"a": {"sha256": 1}, "b": record}}))
+    assert _bundle.load_stat_cache(path) == {"b": record}                 # malformed records are dropped
+
+
+def test_manifest_verify_stat_cache_written_once_and_not_in_check_mode(tmp_path, capsys):
+    root = tmp_path / "rev"
+    write(root / "model.safetensors", b"weights")
+    expected = {"model.safetensors": sha(b"weights")}
+    cache = str(root / ".verified-stat.json")
+    args = {"path": str(root), "expected": expected, "stat_cache": cache}
+    checked = run_module(manifest_verify, capsys, dict(args, _ansible_check_mode=True))
+    assert checked["hashed_files"] == 1 and not os.path.exists(cache)     # check mode writes nothing
+    first = run_module(manifest_verify, capsys, args)
+    assert (first["hashed_files"], first["hashed_bytes"], first["cached_files"], first["changed"]) == (1, 7, 0, False)
+    written = os.stat(cache)
+    assert oct(written.st_mode & 0o777) == "0o644"
+    second = run_module(manifest_verify, capsys, args)
+    assert (second["hashed_files"], second["cached_files"], second["matched"]) == (0, 1, ["model.safetensors"])
+    assert os.stat(cache).st_mtime_ns == written.st_mtime_ns             # unchanged content is not rewritten
+    # the bundle's form (a SHA256SUMS in the directory) uses the same cache
+    (root / "SHA256SUMS").write_text(_bundle.manifest_text(expected))
+    tree = run_module(manifest_verify, capsys, {"path": str(root), "stat_cache": cache})
+    assert tree["rc"] == 0 and tree["cached_files"] == 1 and tree["hashed_files"] == 0
+    # a cache whose directory does not exist is not written; one that cannot be written is a warning; the check stands
+    nowhere = run_module(manifest_verify, capsys, dict(args, stat_cache=str(tmp_path / "missing-dir" / "c.json")))
+    assert nowhere["rc"] == 0 and nowhere["hashed_files"] == 1 and not nowhere.get("warnings")
+    (tmp_path / "a-directory").mkdir()
+    blocked = run_module(manifest_verify, capsys, dict(args, stat_cache=str(tmp_path / "a-directory")))
+    assert blocked["rc"] == 0 and blocked["matched"] == ["model.safetensors"]
+    assert "was not written" in json.dumps(blocked["warnings"])
+    assert [n for n in os.listdir(str(tmp_path)) if n.startswith(".stat-cache.")] == []   # no temp file left behind
