@@ -175,7 +175,7 @@ def verify_entries(root, entries, cache=None, stats=None):
         expected = str(entries[rel]).lower()
         try:
             st = os.stat(full)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # as os.path.isfile: not there (a file where a directory is)
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):
             actual = "missing"

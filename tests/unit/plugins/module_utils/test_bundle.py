@@ -397,6 +397,9 @@ def test_stat_cache_hashes_a_file_once_then_again_after_any_change(tmp_path, mon
     assert check(new_pin)[:2] == (["config.json"], ["config.json"])
     os.unlink(weights)
     assert check()[:2] == (["config.json"], ["model.safetensors"]) and sorted(cache) == ["config.json"]
+    # a file where the revision directory should be: every pinned file is missing, as before the cache (no error)
+    write(tmp_path / "not-a-dir", b"x")
+    assert [m.actual for m in _bundle.verify_entries(str(tmp_path / "not-a-dir"), entries, {})] == ["missing", "missing"]
 
 
 def test_stat_cache_file_round_trip_and_what_it_ignores(tmp_path):
