@@ -53,6 +53,7 @@ def test_models_checks_go_through_the_revision_cache_unless_turned_off(path, ite
     variables = {item_var: item, "__models_stat_cache": ".verified-stat.json"}
     assert render(expression, dict(variables, models_verify_stat_cache=True)) == where + "/.verified-stat.json"
     assert render(expression, dict(variables, models_verify_stat_cache=False)) == OMIT
+    assert render(expression, dict(variables, models_verify_stat_cache="false")) == OMIT   # as -e passes it
 
 
 def test_the_staged_copy_records_its_cache_inside_the_directory_that_is_renamed_into_place():
