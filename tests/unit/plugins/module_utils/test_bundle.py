@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from ansible.module_utils.common import warnings as module_warnings
 from ansible.module_utils.testing import patch_module_args
 import yaml
 
@@ -440,7 +441,12 @@ def test_manifest_verify_stat_cache_written_once_and_not_in_check_mode(tmp_path,
     nowhere = run_module(manifest_verify, capsys, dict(args, stat_cache=str(tmp_path / "missing-dir" / "c.json")))
     assert nowhere["rc"] == 0 and nowhere["hashed_files"] == 1 and not nowhere.get("warnings")
     (tmp_path / "a-directory").mkdir()
-    blocked = run_module(manifest_verify, capsys, dict(args, stat_cache=str(tmp_path / "a-directory")))
+    try:
+        blocked = run_module(manifest_verify, capsys, dict(args, stat_cache=str(tmp_path / "a-directory")))
+    finally:
+        # module warnings accumulate in one process-wide list that only a module's exit in its own process ends:
+        # left there, this one would reach the next in-process module run of the test session
+        module_warnings._global_warnings.clear()  # pylint: disable=protected-access
     assert blocked["rc"] == 0 and blocked["matched"] == ["model.safetensors"]
     assert "was not written" in json.dumps(blocked["warnings"])
     assert [n for n in os.listdir(str(tmp_path)) if n.startswith(".stat-cache.")] == []   # no temp file left behind

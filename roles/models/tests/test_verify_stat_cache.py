@@ -6,7 +6,9 @@
 The models role checks each revision and each staged copy through ``<dir>/.verified-stat.json`` unless
 ``models_verify_stat_cache`` is false; stage 1 of site.yml checks the bundle through a file in the controller's cache
 unless ``bundle_verify_stat_cache`` is false. The tasks' own ``stat_cache`` expressions are rendered here with
-Ansible's templar, both ways (what the module then does with each is tested in test_bundle.py)."""
+Ansible's templar, both ways (what the module then does with each is tested in tests/unit/plugins/module_utils/
+test_bundle.py). Here, not under tests/unit: the templar is controller code, which changes how in-process module runs
+collect their warnings (tests/run_all.py runs roles/*/tests in a process of their own)."""
 from __future__ import annotations
 
 import os
@@ -16,7 +18,7 @@ import yaml
 from ansible.parsing.dataloader import DataLoader
 from ansible.template import Templar, trust_as_template
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # roles/models/tests -> repo
 OMIT = "__omit_place_holder__test"
 
 
