@@ -153,9 +153,10 @@ def stat_cache_text(cache, keep):
 
 
 class VerifyStats:
-    """What a check read: files and bytes hashed, and files taken from the stat cache."""
+    """What a check read: the bytes of the files present, files and bytes hashed, files taken from the stat cache."""
 
     def __init__(self):
+        self.bytes = 0
         self.hashed_files = 0
         self.hashed_bytes = 0
         self.cached_files = 0
@@ -180,6 +181,7 @@ def verify_entries(root, entries, cache=None, stats=None):
         if st is None or not stat.S_ISREG(st.st_mode):
             actual = "missing"
         else:
+            stats.bytes += st.st_size
             signature = stat_signature(st)
             known = cache.get(rel) if cache is not None else None
             if known and known.get("stat") == signature and known.get("sha256") == expected:

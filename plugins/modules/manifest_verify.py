@@ -138,7 +138,6 @@ cached_files:
 """
 
 import os
-import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -146,29 +145,16 @@ from ansible_collections.onprem.llm_serving.plugins.module_utils import _bundle
 
 
 def write_stat_cache(module, path, cache, keep):
-    """Write the stat cache when its content changed; a cache that cannot be written is warned about, not fatal."""
-    text = _bundle.stat_cache_text(cache, keep)
+    """Write the stat cache when its content changed (_bundle.write_text_if_changed: staged, then renamed); a cache
+    that cannot be written is warned about, not fatal, and leaves no staged part behind."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            if handle.read() == text:
-                return False
-    except (OSError, UnicodeDecodeError):
-        pass
-    directory = os.path.dirname(path) or "."
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".stat-cache.", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        return True
+        if _bundle.write_text_if_changed(path, _bundle.stat_cache_text(cache, keep)):
+            os.chmod(path, 0o644)
     except OSError as exc:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
+        if os.path.isfile(path + _bundle.PART_SUFFIX):
+            os.unlink(path + _bundle.PART_SUFFIX)
         module.warn("manifest_verify: the stat cache %s was not written (%s); the next check hashes every file again"
                     % (path, exc.strerror or exc))
-        return False
 
 
 def main():
@@ -199,9 +185,8 @@ def main():
                          hashed_files=0, hashed_bytes=0, cached_files=0)
     if cache is not None and not module.check_mode and os.path.isdir(os.path.dirname(cache_path) or "."):
         write_stat_cache(module, cache_path, cache, set(entries))
-    size = sum(os.path.getsize(os.path.join(root, rel)) for rel in entries if os.path.isfile(os.path.join(root, rel)))
     bad = {m.path for m in mismatches}
-    result = dict(changed=False, files=len(entries), bytes=size, mismatches=[m.as_dict() for m in mismatches],
+    result = dict(changed=False, files=len(entries), bytes=stats.bytes, mismatches=[m.as_dict() for m in mismatches],
                   matched=sorted(rel for rel in entries if os.path.join(root, rel) not in bad),
                   hashed_files=stats.hashed_files, hashed_bytes=stats.hashed_bytes, cached_files=stats.cached_files)
     if mismatches and module.params["fail_on_mismatch"]:
