@@ -190,6 +190,19 @@ def ensure_dockerd() -> None:
     raise LabError(f"dockerd did not answer within 60 s: see {DOCKER_DIR}/dockerd.log")
 
 
+def dockerd_state(tail: int = 5) -> str:
+    """One line on the lab's dockerd for a failure report: its pid, whether it answers, its log's last lines."""
+    pid = dockerd_pid()
+    proc = docker("version", "--format", "{{.Server.Version}}", check=False)
+    answer = f"answers (server {proc.stdout.strip()})" if proc.returncode == 0 else f"does not answer ({proc.stderr.strip()[:300]})"
+    try:
+        with open(os.path.join(DOCKER_DIR, "dockerd.log"), errors="replace") as fh:
+            last = " | ".join(line.strip()[:200] for line in fh.readlines()[-tail:])
+    except OSError as err:
+        last = f"no log ({err})"
+    return f"dockerd {'pid ' + str(pid) if pid else 'not running'}, {answer}; its log ends: {last}"
+
+
 def stop_dockerd() -> None:
     pid = dockerd_pid()
     if not pid:

@@ -81,3 +81,64 @@ def test_a_job_that_raises_is_counted_failed_and_the_others_still_run():
     run_all.schedule(tally, [("x", "s", (), boom), ("y", "s", ("x",), lambda t: ran.append("y"))], slots=3)
     assert ran == ["y"]
     assert [(r[0], r[2]) for r in tally.rows] == [("x", 1)] and "no lab" in tally.rows[0][5]
+
+
+def _scenario_with(monkeypatch, tmp_path, outcomes):
+    """stage_scenario with `run` replaced: each call writes the next (rc, text) to the log and returns rc."""
+    calls = []
+
+    def fake_run(cmd, log, cwd=None, tail=0, extra_env=None):
+        rc, text = outcomes[len(calls)]
+        calls.append(cmd)
+        with open(log, "w") as fh:
+            fh.write(text)
+        if rc:
+            run_all.FAILED_LOGS.append(log)
+        return rc
+
+    monkeypatch.setattr(run_all, "OUTPUT", str(tmp_path))
+    monkeypatch.setattr(run_all, "run", fake_run)
+    monkeypatch.setattr(run_all, "FAILED_LOGS", [])
+    monkeypatch.setattr(run_all.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(run_all.lab, "ensure_ssh_key", lambda: "/dev/null")
+    monkeypatch.setattr(run_all.lab, "dockerd_state", lambda: "dockerd pid 1, answers")
+    monkeypatch.setattr(run_all, "online_resolv_conf", lambda: "/dev/null")
+    tally = run_all.Tally()
+    run_all.stage_scenario(tally, str(tmp_path), "tgi", "default")
+    return tally.rows[0], calls
+
+
+def test_a_scenario_that_could_not_contact_dockerd_runs_once_more_and_says_so(monkeypatch, tmp_path, capsys):
+    row, calls = _scenario_with(monkeypatch, tmp_path, [(1, "ERROR Unable to contact the Docker daemon. Please"), (0, "ok")])
+    assert len(calls) == 2
+    assert row[1:4] == (1, 0, 0) and "second run" in row[5]
+    assert (tmp_path / "molecule-tgi-default.log.first").read_text().startswith("ERROR Unable to contact")
+    assert run_all.FAILED_LOGS == []  # the first run's failure is not reported as a failed command
+    assert "could not contact the lab's dockerd (dockerd pid 1, answers)" in capsys.readouterr().out
+
+
+def test_a_scenario_that_fails_otherwise_runs_once(monkeypatch, tmp_path):
+    row, calls = _scenario_with(monkeypatch, tmp_path, [(2, "TASK [converge] fatal: something else")])
+    assert len(calls) == 1
+    assert row[1:4] == (0, 1, 0) and row[5] == ""
+    assert run_all.FAILED_LOGS == [str(tmp_path / "molecule-tgi-default.log")]
+
+
+def test_a_scenario_that_cannot_contact_dockerd_twice_fails(monkeypatch, tmp_path):
+    row, calls = _scenario_with(monkeypatch, tmp_path, [(1, "Unable to contact the Docker daemon")] * 2)
+    assert len(calls) == 2
+    assert row[1:4] == (0, 1, 0)
+
+
+def test_the_summary_ends_with_each_failed_log(monkeypatch, tmp_path, capsys):
+    log = tmp_path / "molecule-x.log"
+    log.write_text("\n".join(f"line {i}" for i in range(40)) + "\nERROR the reason\n")
+    monkeypatch.setattr(run_all, "FAILED_LOGS", [str(log)])
+    monkeypatch.setattr(run_all, "schedule", lambda tally, jobs, slots: tally.add("molecule x/default", 0, 1, 0, 1.0))
+    monkeypatch.setattr(run_all.sys, "argv", ["run_all.py", "--only", "lint"])
+    monkeypatch.setattr(run_all, "OUTPUT", str(tmp_path))
+    assert run_all.main() == 1
+    out = capsys.readouterr().out
+    tail = out[out.index("--- the end of"):]
+    assert "ERROR the reason" in tail and "line 29" in tail and "line 28" not in tail
+    assert tail.rstrip().endswith("summary: 0 passed, 1 failed, 0 skipped")
