@@ -3,8 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Install into this venv, alone and hash-checked, the uv that the wheelhouse lock pins (vllm_installer: uv).
 
-Run by roles/vllm/tasks/install_venv.yml as `<venv>/bin/python -c <this file> LOCK FIND_LINKS`: nothing is copied to the
-host. pip installs the lock's `uv==X --hash=sha256:...` entry with --no-index --no-deps --require-hashes, so uv comes from
+Run by roles/vllm/tasks/install_venv.yml as `<venv>/bin/python -c <this file> LOCK FIND_LINKS [TRUSTED_HOST]`: nothing
+is copied to the host. TRUSTED_HOST (vllm_validate_certs: false with a mirror) is the mirror's host, whose TLS
+certificate pip then does not check, as the role's download of the lock does not. pip installs the lock's `uv==X --hash=sha256:...` entry with --no-index --no-deps --require-hashes, so uv comes from
 the same wheelhouse, under the same hashes, as everything it then installs (the lock keeps uv in the venv: pip, when
 chosen, installs it too). The venv's own pip when it has one; a venv made without pip (the role's, for uv) gets pip run
 from the interpreter's own pip wheel (Debian's python3-pip-whl, which python3-venv depends on, or ensurepip's bundled
@@ -32,6 +33,7 @@ def pip_command():
 
 
 LOCK, FIND_LINKS = sys.argv[1], sys.argv[2]
+TRUSTED = ["--trusted-host", sys.argv[3]] if len(sys.argv) > 3 and sys.argv[3] else []
 with open(LOCK, encoding="utf-8") as handle:
     JOINED = re.sub(r"\\\n", " ", handle.read())
 ENTRY = [line.split("#", 1)[0].strip() for line in JOINED.splitlines()
@@ -43,4 +45,4 @@ with tempfile.NamedTemporaryFile("w", suffix="-uv.txt") as requirement:
     requirement.write(ENTRY[0] + "\n")
     requirement.flush()
     sys.exit(subprocess.call(pip_command() + ["--isolated", "--disable-pip-version-check", "install", "--quiet", "--no-index",
-                                              "--no-deps", "--require-hashes", "--find-links", FIND_LINKS, "-r", requirement.name]))
+                                              "--no-deps", "--require-hashes", "--find-links", FIND_LINKS, "-r", requirement.name] + TRUSTED))

@@ -8,11 +8,16 @@ that is not the pinned one is refused by its hash, a lock without uv names the v
 The real installs (uv, 149 wheels) run in Molecule vllm and in `make lab` (tests/integration/test_readme_commands.py)."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import http.server
 import importlib.util
 import os
+import ssl
 import subprocess
 import sys
+import threading
 
 import pytest
 from ansible.parsing.dataloader import DataLoader
@@ -55,6 +60,27 @@ def test_pip_installs_exactly_the_lock(url):
     argv = installer_argv(vllm_installer="pip", vllm_wheelhouse_url=url)
     assert argv == ["/opt/vllm/0.32.0/venv/bin/python", "-m", "pip", "--isolated", "--disable-pip-version-check", "install",
                     *TAIL, url or "/opt/vllm/0.32.0/wheelhouse", "-r", "/opt/vllm/0.32.0/wheelhouse/requirements.lock"]
+
+
+@pytest.mark.parametrize("installer, flag", [("uv", "--allow-insecure-host"), ("pip", "--trusted-host")])
+@pytest.mark.parametrize("url, host", [("https://mirror.example/wheels/", "mirror.example"),
+                                       ("https://mirror.example:8443/wheels/", "mirror.example:8443")])
+def test_validate_certs_false_makes_the_installer_trust_the_mirror_host(installer, flag, url, host):
+    """vllm_validate_certs: false reaches the installer as it reaches the lock's download; true, or no mirror, adds nothing."""
+    argv = installer_argv(vllm_installer=installer, vllm_wheelhouse_url=url, vllm_validate_certs=False)
+    assert argv[argv.index(flag) + 1] == host
+    for overrides in (dict(vllm_wheelhouse_url=url), dict(vllm_wheelhouse_url=url, vllm_validate_certs="true"),
+                      dict(vllm_wheelhouse_url="", vllm_validate_certs=False)):
+        assert flag not in installer_argv(vllm_installer=installer, **overrides), overrides
+
+
+def test_install_uv_is_given_the_host_to_trust():
+    """The task that runs files/install_uv.py passes the same host (empty unless vllm_validate_certs is false)."""
+    tasks = open(os.path.join(ROLE, "tasks", "install_venv.yml"), encoding="utf-8").read()
+    assert '- "{{ __vllm_find_links }}"\n          - "{{ __vllm_insecure_host }}"' in tasks
+    variables = role_vars(ROLE, {"inventory_hostname": "h1"}, dict(vllm_wheelhouse_url="https://m.example:4443/w/",
+                                                                    vllm_validate_certs="false"))
+    assert Templar(loader=DataLoader(), variables=variables).template(trust_as_template("{{ __vllm_insecure_host }}")) == "m.example:4443"
 
 
 def wheel(directory, name, version, summary):
@@ -121,3 +147,81 @@ def test_a_lock_without_uv_names_the_variable_and_the_fixes(venv, tmp_path):
     assert proc.returncode == 1
     assert "vllm_installer is uv, but %s pins no uv" % lock in proc.stderr
     assert "put uv, hash-pinned, in the wheelhouse lock" in proc.stderr and "set vllm_installer: pip" in proc.stderr
+
+
+@contextlib.contextmanager
+def https_mirror(directory, tmp_path):
+    """The wheels of ``directory`` served over HTTPS with a self-signed certificate (a site mirror behind its own CA that
+    this machine does not trust); yields the URL."""
+    cert, key = tmp_path / "mirror.crt", tmp_path / "mirror.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield "https://127.0.0.1:%d/" % server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def mirror_lock(tmp_path):
+    wheels = tmp_path / "mirror"
+    wheels.mkdir()
+    _path, digest = wheel(str(wheels), "uv", "0.13.8", "pinned, from the mirror")
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("uv==0.13.8 \\\n    --hash=sha256:%s\n" % digest)
+    return wheels, lock
+
+
+@pytest.mark.parametrize("with_pip", [True, False])
+def test_install_uv_from_a_mirror_whose_certificate_is_not_trusted(with_pip, tmp_path):
+    """pip refuses the mirror's certificate; given the host (vllm_validate_certs: false) it installs the pinned uv."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)] + ([] if with_pip else ["--without-pip"]), check=True)
+    wheels, lock = mirror_lock(tmp_path)
+    with https_mirror(wheels, tmp_path) as url:
+        refused = install_uv(venv, lock, url)
+        assert refused.returncode != 0 and installed(venv, "uv") == "-"
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
+        host = url.split("//")[1].rstrip("/")
+        trusted = subprocess.run([str(venv / "bin" / "python"), "-c", SCRIPT, str(lock), url, host],
+                                 capture_output=True, text=True, check=False)
+    assert trusted.returncode == 0, trusted.stderr
+    assert installed(venv, "uv") == "0.13.8"
+
+
+UV = os.path.join(os.path.dirname(os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(
+    os.path.dirname(os.path.dirname(ROLE)), ".cache", "vllm-venv", "bin", "python"))), "uv")
+
+
+@pytest.mark.skipif(not os.path.exists(UV), reason="the controller's vLLM venv (tools/artefacts.py) brings the pinned uv")
+def test_the_role_uv_command_installs_from_a_mirror_whose_certificate_is_not_trusted(tmp_path):
+    """The installer command exactly as the role renders it (vllm_base_dir in a temporary directory), run with the lock's
+    real uv against the HTTPS mirror: refused as the role ran it before, installed with vllm_validate_certs: false."""
+    wheels, lock = mirror_lock(tmp_path)
+    base = tmp_path / "opt-vllm"
+    venv_dir = base / "0.32.0" / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv_dir)], check=True)
+    os.symlink(UV, venv_dir / "bin" / "uv")
+    (base / "0.32.0" / "wheelhouse").mkdir()
+    (base / "0.32.0" / "wheelhouse" / "requirements.lock").write_text(lock.read_text())
+    with https_mirror(wheels, tmp_path) as url:
+        results = {}
+        for validate in (True, False):
+            argv = installer_argv(vllm_installer="uv", vllm_wheelhouse_url=url, vllm_validate_certs=validate,
+                                  vllm_base_dir=str(base))
+            results[validate] = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                               env=dict(os.environ, UV_NO_PROGRESS="1"))
+            if validate:
+                assert installed(venv_dir, "uv") == "-"
+    assert results[True].returncode != 0
+    assert "certificate" in results[True].stderr.lower(), results[True].stderr
+    assert results[False].returncode == 0, results[False].stderr
+    assert installed(venv_dir, "uv") == "0.13.8"
