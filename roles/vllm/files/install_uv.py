@@ -5,11 +5,12 @@
 
 Run by roles/vllm/tasks/install_venv.yml as `<venv>/bin/python -c <this file> LOCK FIND_LINKS [TRUSTED_HOST]`: nothing
 is copied to the host. TRUSTED_HOST (vllm_validate_certs: false with a mirror) is the mirror's host, whose TLS
-certificate pip then does not check, as the role's download of the lock does not. pip installs the lock's `uv==X --hash=sha256:...` entry with --no-index --no-deps --require-hashes, so uv comes from
-the same wheelhouse, under the same hashes, as everything it then installs (the lock keeps uv in the venv: pip, when
-chosen, installs it too). The venv's own pip when it has one; a venv made without pip (the role's, for uv) gets pip run
-from the interpreter's own pip wheel (Debian's python3-pip-whl, which python3-venv depends on, or ensurepip's bundled
-one), nothing of pip is installed. A lock without uv fails here, naming the lock and both fixes."""
+certificate pip then does not check, as the role's download of the lock does not. pip installs the lock's `uv==X
+--hash=sha256:...` entry with --no-index --no-deps --require-hashes, so uv comes from the same wheelhouse, under the
+same hashes, as everything it then installs (the lock keeps uv in the venv: pip, when chosen, installs it too). The
+venv's own pip when it has one; a venv made without pip (the role's, for uv) gets pip run from the interpreter's own pip
+wheel (Debian's python3-pip-whl, which python3-venv depends on, or ensurepip's bundled one), nothing of pip is
+installed. A lock without uv fails here, naming the lock and both fixes."""
 import glob
 import importlib.util
 import os
