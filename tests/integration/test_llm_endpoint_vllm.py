@@ -211,7 +211,7 @@ def test_playbooks_smoke_and_benchmark(vllm, tmp_path):
 def _upto_event(data, wanted):
     """(the bytes of ``data`` up to the end of its ``wanted``-th SSE event, whether it holds that many events)."""
     pos = -1
-    for _ in range(wanted):
+    for _event in range(wanted):
         pos = data.find(b"data: ", pos + 1)
         if pos < 0:
             return data, False
