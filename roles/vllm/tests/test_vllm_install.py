@@ -76,8 +76,8 @@ def test_validate_certs_false_makes_the_installer_trust_the_mirror_host(installe
 
 def test_install_uv_is_given_the_host_to_trust():
     """The task that runs files/install_uv.py passes the same host (empty unless vllm_validate_certs is false)."""
-    tasks = open(os.path.join(ROLE, "tasks", "install_venv.yml"), encoding="utf-8").read()
-    assert '- "{{ __vllm_find_links }}"\n          - "{{ __vllm_insecure_host }}"' in tasks
+    tasks = open(os.path.join(ROLE, "tasks", "install_venv_build.yml"), encoding="utf-8").read()
+    assert '- "{{ __vllm_find_links }}"\n      - "{{ __vllm_insecure_host }}"' in tasks
     overrides = dict(vllm_wheelhouse_url="https://m.example:4443/w/", vllm_validate_certs="false")
     variables = role_vars(ROLE, {"inventory_hostname": "h1"}, overrides)
     assert Templar(loader=DataLoader(), variables=variables).template(trust_as_template("{{ __vllm_insecure_host }}")) == "m.example:4443"

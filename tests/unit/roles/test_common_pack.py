@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The common role packs the bundle's apt repository on the controller once per run however many hosts (or test
 scenarios) reach it together (a controller-side lock), and packs again when tar saw the directory change while it read
-it (GNU tar exits 1: "file changed as we read it"), as the shell command of roles/common/tasks/os_repository.yml runs."""
+it (GNU tar exits 1: "file changed as we read it"), as the shell command of roles/common/tasks/os_repository_stage.yml runs."""
 from __future__ import annotations
 
 import hashlib
@@ -22,12 +22,12 @@ def pack_command():
             yield task
             for key in ("block", "rescue", "always"):
                 yield from tasks(task.get(key))
-    with open(os.path.join(ROOT, "roles", "common", "tasks", "os_repository.yml")) as handle:
+    with open(os.path.join(ROOT, "roles", "common", "tasks", "os_repository_stage.yml")) as handle:
         for task in tasks(yaml.safe_load(handle)):
             if str(task.get("name", "")).startswith("Pack the repository on the controller"):
                 # the YAML folds the command (>-) into one line, as Ansible hands it to /bin/sh
                 return " ".join(task["ansible.builtin.shell"]["cmd"].split("\n"))
-    raise AssertionError("no pack task in roles/common/tasks/os_repository.yml")
+    raise AssertionError("no pack task in roles/common/tasks/os_repository_stage.yml")
 
 
 def repository(tmp_path):

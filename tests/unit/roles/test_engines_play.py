@@ -53,10 +53,10 @@ def test_no_run_once_in_the_engine_roles():
 
 
 def pack_command():
-    for task in tasks(load("roles/vllm/tasks/install_venv.yml")):
+    for task in tasks(load("roles/vllm/tasks/install_venv_build.yml")):
         if str(task.get("name", "")).startswith("Pack the wheelhouse on the controller"):
             return task["ansible.builtin.shell"]["cmd"]
-    raise AssertionError("no pack task in roles/vllm/tasks/install_venv.yml")
+    raise AssertionError("no pack task in roles/vllm/tasks/install_venv_build.yml")
 
 
 def test_the_wheelhouse_is_packed_once_when_hosts_arrive_together(tmp_path):
