@@ -28,14 +28,15 @@ from __future__ import annotations
 import os
 import re
 import socket
+import stat
 import struct
 import sys
 
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASS_PREFIX = "0x03"
 DEFAULT_NVSWITCH_DEVICE_IDS = ("0x1af1", "0x22a3", "0x22a4", "0x2901")
-GATHER_CHOICES = ("gpus", "listeners", "disk", "cpus")
-# What the module reads when O(gather) is not given (cpus only on request: the roles that need it ask for it).
+GATHER_CHOICES = ("gpus", "listeners", "disk", "cpus", "files")
+# What the module reads when O(gather) is not given (cpus and files only on request: the roles that need them ask).
 DEFAULT_GATHER = ("gpus", "listeners", "disk")
 TCP_LISTEN = "0A"
 MIB = 1024 * 1024
@@ -71,6 +72,12 @@ class LocalFs(object):
 
     def statvfs(self, path):
         return os.statvfs(path)
+
+    def stat(self, path):
+        return os.stat(path)
+
+    def lstat(self, path):
+        return os.lstat(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,6 +408,31 @@ def disk_usage(fs, paths, proc_root="/proc"):
 
 
 # ---------------------------------------------------------------------------------------------
+# Files: what a role would otherwise ask one stat (and one realpath) at a time
+# ---------------------------------------------------------------------------------------------
+
+def file_info(fs, paths):
+    """``{path: {...}}`` for each absolute path as given: whether it exists (symlinks followed), its type, whether the
+    path itself is a symlink, and the canonical path it resolves to. Relative paths are refused."""
+    result = {}
+    for path in paths:
+        if not isinstance(path, str) or not path or not os.path.isabs(path):
+            raise HostFactsError("file path %r is not absolute: give the full path (starting with /)" % (path,))
+        try:
+            islnk = stat.S_ISLNK(fs.lstat(path).st_mode)
+        except (IOError, OSError):
+            islnk = False
+        try:
+            mode = fs.stat(path).st_mode
+        except (IOError, OSError):
+            mode = None
+        kind = None if mode is None else ("dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other")
+        result[path] = {"path": path, "exists": mode is not None, "type": kind, "islnk": islnk,
+                        "realpath": fs.realpath(path) if mode is not None else None}
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
 # CPUs and NUMA nodes
 # ---------------------------------------------------------------------------------------------
 
@@ -479,4 +511,6 @@ def gather(fs, params, byteorder=sys.byteorder):
         result["disk"] = disk_usage(fs, params.get("paths") or [], proc_root)
     if "cpus" in wanted:
         result["cpus"] = cpu_topology(fs, params.get("sysfs_root") or "/sys", proc_root)
+    if "files" in wanted:
+        result["files"] = file_info(fs, params.get("files") or [])
     return result

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: host_facts
-short_description: Read NVIDIA PCI devices, listening TCP ports with their owners, free disk space, and CPUs
+short_description: Read NVIDIA PCI devices, listening TCP ports with their owners, free disk space, CPUs and paths
 version_added: "0.1.0"
 description:
   - Read-only host discovery that the roles of this collection share, in place of shell loops over sysfs and of
@@ -27,6 +27,9 @@ description:
     on (C(Cpus_allowed_list) in C(<proc_root>/self/status), narrowed by a cpuset or an affinity mask) and the NUMA
     nodes with their CPUs (C(<sysfs_root>/devices/system/node/node*/cpulist)); a kernel without NUMA has one node
     holding every online CPU. The vllm role sizes tensor x pipeline parallel on CPU hosts with it.
+  - V(files) reads, for each path in O(files), whether it exists (symlinks followed, as C(ansible.builtin.stat) with
+    C(follow=true)), its type, whether the path itself is a symlink, and the canonical path it resolves to (as
+    C(realpath)): a role checks many paths in the call that reads the rest, not in one C(stat) per path.
   - Returns values, not C(ansible_facts), because listeners change by the second; register the result where it is used.
 author:
   - onprem.llm_serving maintainers (@onprem)
@@ -44,10 +47,11 @@ options:
   gather:
     description:
       - The parts to read. V(gpus) returns RV(gpus), RV(nvswitches) and RV(pci_devices_path); V(listeners) returns
-        RV(listeners); V(disk) returns RV(disk); V(cpus) returns RV(cpus) (only when named).
+        RV(listeners); V(disk) returns RV(disk); V(cpus) returns RV(cpus) and V(files) returns RV(files) (these two
+        only when named).
     type: list
     elements: str
-    choices: [gpus, listeners, disk, cpus]
+    choices: [gpus, listeners, disk, cpus, files]
     default: [gpus, listeners, disk]
   sysfs_root:
     description:
@@ -84,6 +88,13 @@ options:
       - Absolute paths to measure for V(disk). A relative path fails the task (it would be measured from wherever
         the module happens to run).
       - RV(disk) is keyed by each path exactly as given here; no C(~) or environment variable is expanded.
+    type: list
+    elements: str
+    default: []
+  files:
+    description:
+      - Absolute paths to read for V(files). A relative path fails the task.
+      - RV(files) is keyed by each path exactly as given.
     type: list
     elements: str
     default: []
@@ -145,6 +156,16 @@ EXAMPLES = r"""
   onprem.llm_serving.host_facts:
     gather: [gpus]
     sysfs_root: /tmp/fake-sys
+
+- name: Is each model a directory with a config.json, and where does its served symlink point?
+  onprem.llm_serving.host_facts:
+    gather: [files]
+    files: [/srv/llm/models/tiny-llama, /srv/llm/models/tiny-llama/config.json]
+  register: __files
+
+- name: The model's revision directory
+  ansible.builtin.debug:
+    msg: "{{ __files.files['/srv/llm/models/tiny-llama'].realpath }}"
 """
 
 RETURN = r"""
@@ -184,6 +205,33 @@ cpus:
     allowed: [0, 1]
     numa_nodes:
       - {node: 0, cpus: [0, 1]}
+files:
+  description: One entry per path of O(files), keyed by the path exactly as given.
+  returned: when O(gather) contains V(files)
+  type: dict
+  contains:
+    path:
+      description: The path as given.
+      type: str
+    exists:
+      description: Whether the path exists, symlinks followed (a dangling symlink does not).
+      type: bool
+    type:
+      description: C(dir), C(file) or C(other) (symlinks followed); null when it does not exist.
+      type: str
+    islnk:
+      description: Whether the path itself is a symlink.
+      type: bool
+    realpath:
+      description: The canonical path, every symlink resolved; null when it does not exist.
+      type: str
+  sample:
+    /srv/llm/models/tiny-llama:
+      path: /srv/llm/models/tiny-llama
+      exists: true
+      type: dir
+      islnk: true
+      realpath: /srv/llm/models/.revisions/tiny-llama/a1b2c3
 pci_devices_path:
   description: The directory PCI devices were read from.
   returned: when O(gather) contains V(gpus)
@@ -362,6 +410,7 @@ ARGUMENT_SPEC = dict(
     proc_root=dict(type="path", default="/proc"),
     ports=dict(type="list", elements="int", default=[]),
     paths=dict(type="list", elements="str", default=[]),
+    files=dict(type="list", elements="str", default=[]),
 )
 
 

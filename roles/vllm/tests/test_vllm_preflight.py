@@ -159,3 +159,62 @@ def test_install_checks_the_venv_can_export_traces(tmp_path):
         os.path.dirname(os.path.dirname(VLLM_PYTHON))) in out, out
     assert "OpenTelemetry is not available: ImportError: No module named opentelemetry (test)" in out.replace("\n", " "), out
     assert "do-not-print-me" not in out
+
+
+def _models(tmp_path):
+    """A served symlink into a revision directory with config.json, a directory without it, a GGUF file."""
+    revision = tmp_path / "models" / ".revisions" / "tiny" / "r1"
+    revision.mkdir(parents=True)
+    (revision / "config.json").write_text("{}")
+    (tmp_path / "models" / "tiny").symlink_to(".revisions/tiny/r1")
+    (tmp_path / "models" / "empty").mkdir()
+    (tmp_path / "models" / "tiny.gguf").write_bytes(b"GGUF")
+    return tmp_path / "models", revision
+
+
+MODEL_TASKS = ("Read the host (CPUs, the models, free space, the container CLI)", "Check each model is present",
+               "Record the revision directory of each instance's model")
+
+
+def _model_check(tmp_path, instances):
+    """The preflight's one host read and its two model tasks (taken from tasks/preflight.yml as they are) against this
+    machine (engine_common's systemd reading comes between them in the role; this controller has no systemd)."""
+    tasks = [t for t in yaml.safe_load(open(os.path.join(REPO, "roles", "vllm", "tasks", "preflight.yml"))) if t["name"] in MODEL_TASKS]
+    assert [t["name"] for t in tasks] == list(MODEL_TASKS)
+    tasks.append({"name": "Show the recorded paths", "ansible.builtin.debug": {"var": "__vllm_model_paths"}})
+    (tmp_path / "models.yml").write_text(yaml.safe_dump(tasks))
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars": {"__vllm_present": instances, "__vllm_present_shown": instances, "vllm_gpu": False, "vllm_install_method": "venv",
+                      "vllm_base_dir": str(tmp_path / "opt-vllm"), "__vllm_container_cli": "/usr/bin/docker",
+                      "ansible_python_interpreter": sys.executable},
+             "tasks": [{"ansible.builtin.include_tasks": str(tmp_path / "models.yml")}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    result = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                             str(tmp_path / "play.yml")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return result, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("model, expect", [
+    ("nope", "the model of instance tiny is not on the host: {models}/nope does not exist."),
+    ("empty", "the model of instance tiny is not on the host: {models}/empty has no config.json (not a Hugging Face directory)"),
+    ("tiny.txt", "the model of instance tiny is not on the host: {models}/tiny.txt has no config.json (not a Hugging Face directory)"),
+])
+def test_preflight_refuses_a_model_that_is_not_on_the_host(tmp_path, model, expect):
+    """The models are read with the rest of the host in one host_facts call; a missing one is named with the fix."""
+    models, _revision = _models(tmp_path)
+    (models / "tiny.txt").write_text("not a model")
+    result, out = _model_check(tmp_path, [dict(GOOD, model="%s/%s" % (models, model))])
+    assert result.returncode != 0, out
+    assert expect.format(models=models) in " ".join(out.split()), out
+    assert "Stage it first (onprem.llm_serving.models, models_list) or fix model in vllm_instances" in " ".join(out.split())
+
+
+def test_preflight_accepts_the_models_and_records_their_revision_directories(tmp_path):
+    """A served symlink with config.json and a .gguf file pass; the unit will name the revision directory the symlink
+    resolves to, and the GGUF file itself."""
+    models, revision = _models(tmp_path)
+    result, out = _model_check(tmp_path, [dict(GOOD, model=str(models / "tiny")), dict(GOOD, name="gguf", model=str(models / "tiny.gguf"))])
+    assert result.returncode == 0, out
+    shown = out[out.index("Show the recorded paths"):]
+    assert "tiny: %s\n" % revision in shown and "gguf: %s\n" % (models / "tiny.gguf") in shown, shown

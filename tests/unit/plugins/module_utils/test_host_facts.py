@@ -525,3 +525,35 @@ def test_cpus_of_this_machine():
     got = hf.cpu_topology(hf.LocalFs())
     assert got["allowed"] and set(got["allowed"]) <= set(got["online"])
     assert sorted(os.sched_getaffinity(0)) == got["allowed"]
+
+
+def test_files_types_links_and_real_paths(tmp_path):
+    revision = tmp_path / ".revisions" / "tiny" / "r1"
+    revision.mkdir(parents=True)
+    (revision / "config.json").write_text("{}")
+    (tmp_path / "tiny").symlink_to(".revisions/tiny/r1")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    paths = ["%s/%s" % (tmp_path, name) for name in ("tiny", "tiny/config.json", "dangling", "model.gguf", "missing", "tiny/")]
+    found = hf.file_info(hf.LocalFs(), paths)
+    assert list(found) == paths  # keyed by the paths as given
+    assert found[paths[0]] == {"path": paths[0], "exists": True, "type": "dir", "islnk": True, "realpath": str(revision)}
+    assert found[paths[1]]["type"] == "file" and found[paths[1]]["realpath"] == str(revision / "config.json")
+    assert found[paths[2]] == {"path": paths[2], "exists": False, "type": None, "islnk": True, "realpath": None}
+    assert found[paths[3]] == {"path": paths[3], "exists": True, "type": "file", "islnk": False, "realpath": paths[3]}
+    assert found[paths[4]] == {"path": paths[4], "exists": False, "type": None, "islnk": False, "realpath": None}
+    assert found[paths[5]]["type"] == "dir" and found[paths[5]]["realpath"] == str(revision)
+
+
+@pytest.mark.parametrize("path", ["relative/model", "", None])
+def test_files_refuses_relative_paths(path):
+    with pytest.raises(hf.HostFactsError, match="is not absolute"):
+        hf.file_info(hf.LocalFs(), [path])
+
+
+def test_files_gathered_only_when_asked(tmp_path):
+    (tmp_path / "m").mkdir()
+    params = {"gather": ["files"], "files": [str(tmp_path / "m")]}
+    result = hf.gather(hf.LocalFs(), params)
+    assert result["gathered"] == ["files"] and result["files"][str(tmp_path / "m")]["type"] == "dir"
+    assert "files" not in hf.gather(hf.LocalFs(), {"gather": ["disk"], "paths": [str(tmp_path)], "files": [str(tmp_path)]})
