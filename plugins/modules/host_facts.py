@@ -29,7 +29,7 @@ description:
     holding every online CPU. The vllm role sizes tensor x pipeline parallel on CPU hosts with it.
   - V(files) reads, for each path in O(files), whether it exists (symlinks followed, as C(ansible.builtin.stat) with
     C(follow=true)), its type, whether the path itself is a symlink, and the canonical path it resolves to (as
-    C(realpath)): a role checks many paths in the call that reads the rest, not in one C(stat) per path.
+    C(realpath)), so a role checks many paths in the call that reads the rest, not in one C(stat) per path.
   - Returns values, not C(ansible_facts), because listeners change by the second; register the result where it is used.
 author:
   - onprem.llm_serving maintainers (@onprem)
