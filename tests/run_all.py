@@ -88,6 +88,16 @@ def run(cmd, log, cwd=ROOT, tail=3000, extra_env=None) -> int:
     return proc.returncode
 
 
+def failure_lines(log, tail=12, errors=6):
+    """What a failed command's log says of its failure, short: its last error lines (ERROR, fatal, FAILED, assert...)
+    that come before its last ``tail`` lines, then those lines."""
+    lines = [line.rstrip()[:240] for line in open(log, errors="replace").read().splitlines() if line.strip()]
+    head, end = lines[:-tail], lines[-tail:]
+    said = [line for line in head if re.search(r"error|fatal|failed|assert", line, re.IGNORECASE)
+            and not re.search(r"failed=0|0 failed|FAILED - RETRYING", line)][-errors:]
+    return said + (["..."] if said else []) + end
+
+
 def junit_counts(path):
     try:
         root = ET.parse(path).getroot()
@@ -344,9 +354,7 @@ def main() -> int:
     print(f"{'total':<34} {time.monotonic() - t0:>46.0f}s")
     # a CI that keeps only the end of this output still shows why each failed command failed
     for log in FAILED_LOGS:
-        with open(log, errors="replace") as fh:
-            lines = [line.rstrip()[:240] for line in fh.read().splitlines() if line.strip()][-12:]
-        print(f"--- the end of {os.path.relpath(log, ROOT)}\n" + "\n".join(lines))
+        print(f"--- the end of {os.path.relpath(log, ROOT)}\n" + "\n".join(failure_lines(log)))
     print(f"summary: {passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed else 0
 

@@ -142,3 +142,13 @@ def test_the_summary_ends_with_each_failed_log(monkeypatch, tmp_path, capsys):
     tail = out[out.index("--- the end of"):]
     assert "ERROR the reason" in tail and "line 29" in tail and "line 28" not in tail
     assert tail.rstrip().endswith("summary: 0 passed, 1 failed, 0 skipped")
+
+
+def test_the_failure_lines_keep_the_errors_above_the_end(tmp_path):
+    log = tmp_path / "sanity.log"
+    log.write_text("ERROR: tests/x.py:1:1: disallowed-name\nok: [h] failed=0\nFAILED - RETRYING: [h]: wait (3 left)\n"
+                   + "\n".join("Running sanity test %d" % i for i in range(30)) + "\nFATAL: 1 sanity test failed\n")
+    lines = run_all.failure_lines(str(log))
+    assert lines[0] == "ERROR: tests/x.py:1:1: disallowed-name" and lines[1] == "..."
+    assert lines[-1] == "FATAL: 1 sanity test failed" and len(lines) == 2 + 12
+    assert not any("failed=0" in line or "RETRYING" in line for line in lines)
