@@ -91,7 +91,8 @@ def run(cmd, log, cwd=ROOT, tail=3000, extra_env=None) -> int:
 def failure_lines(log, tail=12, errors=6):
     """What a failed command's log says of its failure, short: its last error lines (ERROR, fatal, FAILED, assert...)
     that come before its last ``tail`` lines, then those lines."""
-    lines = [line.rstrip()[:240] for line in open(log, errors="replace").read().splitlines() if line.strip()]
+    with open(log, errors="replace") as fh:
+        lines = [line.rstrip()[:240] for line in fh.read().splitlines() if line.strip()]
     head, end = lines[:-tail], lines[-tail:]
     said = [line for line in head if re.search(r"error|fatal|failed|assert", line, re.IGNORECASE)
             and not re.search(r"failed=0|0 failed|FAILED - RETRYING", line)][-errors:]
@@ -245,7 +246,9 @@ def stage_scenario(tally, role_dir, role, scen):
                  LLM_MOLECULE_OS_REPOSITORY=os.path.join(ROOT, ".cache", "bundle", "apt"))
     rc = run(cmd, log=log, cwd=role_dir, tail=1500, extra_env=e)
     note = ""
-    if rc != 0 and DOCKER_UNREACHABLE in open(log, errors="replace").read():
+    with open(log, errors="replace") as fh:
+        unreachable = DOCKER_UNREACHABLE in fh.read()
+    if rc != 0 and unreachable:
         # Molecule's first step asks the lab's dockerd for its version and stops at once when that fails, before it has
         # made anything. CI once saw Molecule tgi fail after 1 s (the time this failure takes here) while the
         # integration stage started its lab hosts and every other job on the same dockerd passed; CI kept only the end
