@@ -630,7 +630,13 @@ def write_text_if_changed(path, text):
             if handle.read() == text:
                 return False
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path + PART_SUFFIX, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(path + PART_SUFFIX, path)
+    part = path + PART_SUFFIX
+    try:
+        with open(part, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(part, path)
+    except OSError:
+        if os.path.isfile(part):
+            os.unlink(part)
+        raise
     return True

@@ -330,11 +330,15 @@ def listeners(fs, proc_root, ports=None, byteorder=sys.byteorder):
 # Disk space
 # ---------------------------------------------------------------------------------------------
 
+def require_absolute(path, what, why=""):
+    """Refuse what is not an absolute path, naming it (``what``: disk, file) and the fix."""
+    if not isinstance(path, str) or not path or not os.path.isabs(path):
+        raise HostFactsError("%s path %r is not absolute: give the full path (starting with /)%s" % (what, path, why))
+
+
 def nearest_existing(fs, path):
     """``path`` itself when it exists, else its nearest existing parent. Relative paths are refused."""
-    if not isinstance(path, str) or not path or not os.path.isabs(path):
-        raise HostFactsError("disk path %r is not absolute: give the full path (starting with /), "
-                             "a relative path would be measured from wherever the module runs" % (path,))
+    require_absolute(path, "disk", ", a relative path would be measured from wherever the module runs")
     current = os.path.normpath(path)
     while not fs.exists(current):
         parent = os.path.dirname(current)
@@ -416,8 +420,7 @@ def file_info(fs, paths):
     path itself is a symlink, and the canonical path it resolves to. Relative paths are refused."""
     result = {}
     for path in paths:
-        if not isinstance(path, str) or not path or not os.path.isabs(path):
-            raise HostFactsError("file path %r is not absolute: give the full path (starting with /)" % (path,))
+        require_absolute(path, "file")
         try:
             islnk = stat.S_ISLNK(fs.lstat(path).st_mode)
         except (IOError, OSError):

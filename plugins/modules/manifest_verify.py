@@ -145,14 +145,12 @@ from ansible_collections.onprem.llm_serving.plugins.module_utils import _bundle
 
 
 def write_stat_cache(module, path, cache, keep):
-    """Write the stat cache when its content changed (_bundle.write_text_if_changed: staged, then renamed); a cache
-    that cannot be written is warned about, not fatal, and leaves no staged part behind."""
+    """Write the stat cache when its content changed (_bundle.write_text_if_changed: staged, then renamed, no staged
+    part left behind when that fails); a cache that cannot be written is warned about, not fatal."""
     try:
         if _bundle.write_text_if_changed(path, _bundle.stat_cache_text(cache, keep)):
             os.chmod(path, 0o644)
     except OSError as exc:
-        if os.path.isfile(path + _bundle.PART_SUFFIX):
-            os.unlink(path + _bundle.PART_SUFFIX)
         module.warn("manifest_verify: the stat cache %s was not written (%s); the next check hashes every file again"
                     % (path, exc.strerror or exc))
 

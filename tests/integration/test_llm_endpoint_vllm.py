@@ -253,7 +253,6 @@ def _killing_proxy(vllm, events=10):
                 if reached:
                     os.killpg(vllm["proc"].pid, signal.SIGKILL)
                     vllm["proc"].wait(30)
-                    watch["killed"] = True
                     break
         except OSError:
             pass
@@ -275,7 +274,7 @@ def _killing_proxy(vllm, events=10):
             except OSError:  # vLLM not listening yet (the module's readiness wait retries) or gone
                 client.close()
                 continue
-            watch = {"post": False, "answer": upstream, "killed": False}
+            watch = {"post": False, "answer": upstream}
             threading.Thread(target=pump, args=(client, upstream, watch), daemon=True).start()
             threading.Thread(target=pump, args=(upstream, client, watch), daemon=True).start()
 

@@ -3,7 +3,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Install into this venv, alone and hash-checked, the uv that the wheelhouse lock pins (vllm_installer: uv).
 
-Run by roles/vllm/tasks/install_venv.yml as `<venv>/bin/python -c <this file> LOCK FIND_LINKS [TRUSTED_HOST]`: nothing
+Run by roles/vllm/tasks/install_venv_build.yml as `<venv>/bin/python -c <this file> LOCK FIND_LINKS [TRUSTED_HOST]`: nothing
 is copied to the host. TRUSTED_HOST (vllm_validate_certs: false with a mirror) is the mirror's host, whose TLS
 certificate pip then does not check, as the role's download of the lock does not. pip installs the lock's `uv==X
 --hash=sha256:...` entry with --no-index --no-deps --require-hashes, so uv comes from the same wheelhouse, under the
