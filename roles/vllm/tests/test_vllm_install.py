@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import importlib.util
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def test_pip_installs_exactly_the_lock(url):
 
 @pytest.mark.parametrize("installer, flag", [("uv", "--allow-insecure-host"), ("pip", "--trusted-host")])
 @pytest.mark.parametrize("url, host", [("https://mirror.example/wheels/", "mirror.example"),
-                                       ("https://mirror.example:8443/wheels/", "mirror.example:8443")])
+                                       ("https://mirror.example:8443/wheels/", "mirror.example:8443"),
+                                       ("https://[fd00::1]:8443/wheels/", "[fd00::1]:8443"),
+                                       ("https://user:secret@mirror.example/wheels/", "mirror.example")])
 def test_validate_certs_false_makes_the_installer_trust_the_mirror_host(installer, flag, url, host):
     """vllm_validate_certs: false reaches the installer as it reaches the lock's download; true, or no mirror, adds nothing."""
     argv = installer_argv(vllm_installer=installer, vllm_wheelhouse_url=url, vllm_validate_certs=False)
@@ -150,9 +153,9 @@ def test_a_lock_without_uv_names_the_variable_and_the_fixes(venv, tmp_path):
 
 
 @contextlib.contextmanager
-def https_mirror(directory, tmp_path):
+def https_mirror(directory, tmp_path, address="127.0.0.1"):
     """The wheels of ``directory`` served over HTTPS with a self-signed certificate (a site mirror behind its own CA that
-    this machine does not trust); yields the URL."""
+    this machine does not trust) on ``address`` (an IPv4 or an IPv6 literal); yields the URL."""
     cert, key = tmp_path / "mirror.crt", tmp_path / "mirror.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
@@ -160,12 +163,14 @@ def https_mirror(directory, tmp_path):
     context.load_cert_chain(str(cert), str(key))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
     handler.log_message = lambda *args: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server_class = type("Server", (http.server.ThreadingHTTPServer,),
+                        {"address_family": socket.AF_INET6 if ":" in address else socket.AF_INET})
+    server = server_class((address, 0), handler)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield "https://127.0.0.1:%d/" % server.server_address[1]
+        yield "https://%s:%d/" % ("[%s]" % address if ":" in address else address, server.server_address[1])
     finally:
         server.shutdown()
         server.server_close()
@@ -180,13 +185,13 @@ def mirror_lock(tmp_path):
     return wheels, lock
 
 
-@pytest.mark.parametrize("with_pip", [True, False])
-def test_install_uv_from_a_mirror_whose_certificate_is_not_trusted(with_pip, tmp_path):
+@pytest.mark.parametrize("with_pip, address", [(True, "127.0.0.1"), (False, "127.0.0.1"), (False, "::1")])
+def test_install_uv_from_a_mirror_whose_certificate_is_not_trusted(with_pip, address, tmp_path):
     """pip refuses the mirror's certificate; given the host (vllm_validate_certs: false) it installs the pinned uv."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)] + ([] if with_pip else ["--without-pip"]), check=True)
     wheels, lock = mirror_lock(tmp_path)
-    with https_mirror(wheels, tmp_path) as url:
+    with https_mirror(wheels, tmp_path, address) as url:
         refused = install_uv(venv, lock, url)
         assert refused.returncode != 0 and installed(venv, "uv") == "-"
         assert "CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
@@ -225,3 +230,14 @@ def test_the_role_uv_command_installs_from_a_mirror_whose_certificate_is_not_tru
     assert "certificate" in results[True].stderr.lower(), results[True].stderr
     assert results[False].returncode == 0, results[False].stderr
     assert installed(venv_dir, "uv") == "0.13.8"
+
+
+@pytest.mark.skipif(not os.path.exists(UV), reason="the controller's vLLM venv (tools/artefacts.py) brings the pinned uv")
+def test_the_lock_uv_cannot_trust_an_ipv6_literal():
+    """Why the preflight refuses vllm_installer uv with an untrusted IPv6-literal mirror: the lock's uv refuses the
+    bracketed host:port that pip takes (tested above with a mirror on ::1)."""
+    argv = installer_argv(vllm_installer="uv", vllm_wheelhouse_url="https://[::1]:8443/w/", vllm_validate_certs=False)
+    assert argv[argv.index("--allow-insecure-host") + 1] == "[::1]:8443"
+    proc = subprocess.run([UV, "pip", "install", "--dry-run", "--allow-insecure-host", "[::1]:8443", "uv"],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "invalid port for `--trusted-host`: `[::1]:8443`" in proc.stderr, proc.stderr

@@ -58,6 +58,9 @@ def run_role(tmp_path, **extra_vars):
     ({"vllm_instances": [dict(GOOD, env={"VLLM_CPU_OMP_THREADS_BIND": "0|1"})]},
      ["instance tiny: VLLM_CPU_OMP_THREADS_BIND is set in env", "cpu_omp_threads_bind"]),
     ({"vllm_instances": [dict(GOOD, cpu_omp_threads_bind=["0", "1"])]}, ['cpu_omp_threads_bind a string such as "0|1" or null (got ["0", "1"])']),
+    ({"vllm_wheelhouse_url": "https://[fd00::1]:8443/wheels/", "vllm_validate_certs": False, "vllm_instances": [GOOD]},
+     ["vllm_validate_certs is false for the mirror https://[fd00::1]:8443/wheels/", "IPv6 literal ([fd00::1]:8443)",
+      "set vllm_installer to pip"]),
 ])
 def test_preflight_refuses(tmp_path, extra, expect):
     result = run_role(tmp_path, **extra)
