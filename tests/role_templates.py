@@ -70,6 +70,18 @@ def run_role(tmp_path, role, tags, extra_vars, verbosity=None, timeout=300):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def run_tasks(tmp_path, tasks, variables, env_extra=None):
+    """Tasks taken from the role's files as they are, in a play against this machine (connection local), with the
+    role's variables they read; returns the CompletedProcess."""
+    (tmp_path / "tasks.yml").write_text(json.dumps(tasks))
+    play = [{"hosts": "localhost", "gather_facts": False, "vars": dict(variables, ansible_python_interpreter=sys.executable),
+             "tasks": [{"ansible.builtin.include_tasks": str(tmp_path / "tasks.yml")}]}]
+    (tmp_path / "play.yml").write_text(json.dumps(play))
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", **(env_extra or {}))
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(tmp_path / "play.yml")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
 VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(ROOT, ".cache", "vllm-venv", "bin", "python"))
 
 

@@ -417,7 +417,8 @@ def disk_usage(fs, paths, proc_root="/proc"):
 
 def file_info(fs, paths):
     """``{path: {...}}`` for each absolute path as given: whether it exists (symlinks followed), its type, whether the
-    path itself is a symlink, and the canonical path it resolves to. Relative paths are refused."""
+    path itself is a symlink (and then what it points to, as written), and the canonical path it resolves to. Relative
+    paths are refused."""
     result = {}
     for path in paths:
         require_absolute(path, "file")
@@ -431,6 +432,7 @@ def file_info(fs, paths):
             mode = None
         kind = None if mode is None else ("dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other")
         result[path] = {"path": path, "exists": mode is not None, "type": kind, "islnk": islnk,
+                        "lnk_target": fs.readlink(path) if islnk else None,
                         "realpath": fs.realpath(path) if mode is not None else None}
     return result
 

@@ -12,7 +12,8 @@ given its owner, group and mode, checked by its ``validate`` command, and only t
 the next file is staged: exactly what a sequence of template tasks does, so a later file's check sees the earlier files
 in place. A failed check removes its staged file and leaves that live file (and every later one) as it was. A file
 whose content is unchanged is never rewritten (its mtime stays: the engine roles decide restarts from mtimes, see
-``_systemd``). ``run`` is the ``AnsibleModule.run_command`` signature, so tests pass a fake.
+``_systemd``). Symlinks come after the files: one whose target differs is made beside the path and renamed over it.
+``run`` is the ``AnsibleModule.run_command`` signature, so tests pass a fake.
 """
 
 from __future__ import annotations
@@ -213,19 +214,74 @@ def _remove(path, check_mode, diffs):
     return dict(path=path, state="removed")
 
 
-def converge(directories, files, run, check_mode=False, absent=()):
-    """Directories first, then each file in order (staged, checked, swapped in), then ``absent`` removed; returns the
-    module's result. Check mode writes nothing and runs no check (as ansible.builtin.copy)."""
+def normalise_links(links, names_taken):
+    """Each link's absolute path and its target (kept as given: relative targets resolve from the link's directory)."""
+    out = []
+    for entry in links or []:
+        path, target = entry.get("path"), entry.get("target")
+        if not path or not os.path.isabs(path) or path.endswith("/"):
+            raise ManagedFilesError("links: path %r must be the absolute path of a symlink" % (path,))
+        path = os.path.normpath(path)
+        if not target:
+            raise ManagedFilesError("links: %s has no target; set links[].target (the path the symlink points to)" % path)
+        if path in names_taken:
+            raise ManagedFilesError("links: %s is named twice (or also in files); name each path once per call" % path)
+        names_taken.add(path)
+        out.append(dict(path=path, target=str(target)))
+    return out
+
+
+def _converge_link(entry, check_mode, diffs):
+    """The symlink points at its target, or a new one is made beside it and renamed over it (readers never see the path
+    missing). A directory there is refused; a file or a symlink elsewhere is replaced (as ansible.builtin.file state=link
+    force=true)."""
+    path, target = entry["path"], entry["target"]
+    try:
+        before = os.lstat(path)
+    except FileNotFoundError:
+        before = None
+    if before is not None and stat.S_ISDIR(before.st_mode):
+        raise ManagedFilesError("links: %s is a directory, not a symlink; move it away (nothing was changed there)" % path)
+    was = os.readlink(path) if before is not None and stat.S_ISLNK(before.st_mode) else None
+    if was == target:
+        return dict(path=path, target=target, state="ok")
+    diffs.append(dict(before_header=path, after_header=path,
+                      before="absent\n" if before is None else ("-> %s\n" % was if was is not None else "file\n"),
+                      after="-> %s\n" % target))
+    if not check_mode:
+        tmp = os.path.join(os.path.dirname(path), ".%s.link-%d" % (os.path.basename(path), os.getpid()))
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            os.unlink(tmp)
+            raise
+    return dict(path=path, target=target, state="created" if before is None else "changed", before=was)
+
+
+def converge(directories, files, run, check_mode=False, absent=(), links=()):
+    """Directories first, then each file in order (staged, checked, swapped in), then each symlink, then ``absent``
+    removed; returns the module's result. Check mode writes nothing and runs no check (as ansible.builtin.copy)."""
     dirs, wanted = normalise(directories, files)
+    wanted_links = normalise_links(links, {e["dest"] for e in wanted})
+    for path in absent or ():
+        if os.path.normpath(str(path)) in {e["path"] for e in wanted_links}:
+            raise ManagedFilesError("absent: %s is also in links; name it in one list only" % path)
     for path in absent or ():
         if os.path.normpath(str(path)) in {e["dest"] for e in wanted}:
             raise ManagedFilesError("absent: %s is also in files; name it in one list only" % path)
-    for entry in wanted:
-        parent = os.path.dirname(entry["dest"])
+    for where, path in [("", e["dest"]) for e in wanted] + [("links: ", e["path"]) for e in wanted_links]:
+        parent = os.path.dirname(path)
         # a listed directory, or one created on the way to a listed directory
         if not os.path.isdir(parent) and not any(d["path"] == parent or d["path"].startswith(parent + "/") for d in dirs):
-            raise ManagedFilesError("%s: its directory %s does not exist; list it under directories or create it first"
-                                    % (entry["dest"], parent))
+            raise ManagedFilesError("%s%s: its directory %s does not exist; list it under directories or create it first"
+                                    % (where, path, parent))
+    for entry in wanted_links:
+        if os.path.isdir(entry["path"]) and not os.path.islink(entry["path"]):
+            raise ManagedFilesError("links: %s is a directory, not a symlink; move it away (nothing was changed)"
+                                    % entry["path"])
     diffs, dir_results, file_results = [], [], []
     for entry in dirs:
         dir_results.append(_converge_directory(entry, check_mode, diffs))
@@ -257,9 +313,12 @@ def converge(directories, files, run, check_mode=False, absent=()):
             if not check_mode:
                 _set_attrs(entry["dest"], entry["uid"], entry["gid"], entry["mode"])
         file_results.append(dict(dest=entry["dest"], state=state, sha256=entry["sha256"]))
+    link_results = [_converge_link(entry, check_mode, diffs) for entry in wanted_links]
     absent_results = [_remove(os.path.normpath(str(path)), check_mode, diffs) for path in absent or ()]
     changed_files = [r["dest"] for r in file_results if r["state"] != "ok"]
     changed_dirs = [r["path"] for r in dir_results if r["state"] != "ok"]
+    changed_links = [r["path"] for r in link_results if r["state"] != "ok"]
     removed = [r["path"] for r in absent_results if r["state"] != "ok"]
-    return dict(changed=bool(changed_files or changed_dirs or removed), directories=dir_results, files=file_results,
-                absent=absent_results, changed_paths=changed_dirs + changed_files + removed, diff=diffs)
+    return dict(changed=bool(changed_files or changed_dirs or changed_links or removed), directories=dir_results,
+                files=file_results, links=link_results, absent=absent_results,
+                changed_paths=changed_dirs + changed_files + changed_links + removed, diff=diffs)

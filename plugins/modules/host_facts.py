@@ -222,6 +222,9 @@ files:
     islnk:
       description: Whether the path itself is a symlink.
       type: bool
+    lnk_target:
+      description: What the symlink points to, as written in it (relative or absolute); null when the path is not a symlink.
+      type: str
     realpath:
       description: The canonical path, every symlink resolved; null when it does not exist.
       type: str
@@ -231,6 +234,7 @@ files:
       exists: true
       type: dir
       islnk: true
+      lnk_target: .revisions/tiny-llama/a1b2c3
       realpath: /srv/llm/models/.revisions/tiny-llama/a1b2c3
 pci_devices_path:
   description: The directory PCI devices were read from.

@@ -11,8 +11,9 @@ module: managed_files
 short_description: A role's directories and small text files in one round trip, staged and checked before the swap
 version_added: 0.3.0
 description:
-  - Converges a list of directories and a list of text files (rendered templates, files of the role, generated
-    content) in one call, where C(ansible.builtin.file), C(template) and C(copy) would take one round trip per path.
+  - Converges a list of directories, a list of text files (rendered templates, files of the role, generated
+    content) and a list of symlinks in one call, where C(ansible.builtin.file), C(template) and C(copy) would take one
+    round trip per path.
   - Each directory is created with its owner, group and mode (missing parents too, as C(ansible.builtin.file) does),
     or has its attributes corrected.
   - Each file is compared by sha256; only a file whose content differs is rewritten, so an unchanged file keeps its
@@ -103,6 +104,23 @@ options:
       validate:
         description: Command run on the staged file (C(%s) is its path) before it replaces the live one.
         type: str
+  links:
+    description:
+      - Symlinks, converged after the files. One that points elsewhere, or a file at its path, is replaced by a new
+        symlink made beside it and renamed over it, so a reader never finds the path missing (as
+        C(ansible.builtin.file) with O(ignore:state=link) and O(ignore:force=true)). A directory at the path is refused.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path of the symlink.
+        type: path
+        required: true
+      target:
+        description: What it points to, written as given (a relative target resolves from the symlink's directory).
+        type: str
+        required: true
   absent:
     description: Files or symlinks that must not exist, removed after the files are swapped in (a directory is refused).
     type: list
@@ -130,6 +148,12 @@ EXAMPLES = r"""
         mode: "0644"
         validate: systemd-analyze verify %s
   notify: monitoring run the probes
+
+- name: Point the stable symlink at the version, and the CLI into the PATH
+  onprem.llm_serving.managed_files:
+    links:
+      - {path: /opt/ollama/current, target: /opt/ollama/0.5.4}
+      - {path: /usr/local/bin/ollama, target: /opt/ollama/current/bin/ollama}
 """
 
 RETURN = r"""
@@ -145,6 +169,12 @@ files:
   type: list
   elements: dict
   sample: [{dest: /etc/onprem-llm/monitoring/node-exporter.env, state: content, sha256: 9f86d08...}]
+links:
+  description: Per symlink of O(links), C(ok), C(created) or C(changed) (with the target it had before, V(before)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /opt/ollama/current, target: /opt/ollama/0.5.4, state: changed, before: /opt/ollama/0.5.3}]
 absent:
   description: Per path of O(absent), C(ok) (not there) or C(removed).
   returned: always
@@ -152,7 +182,7 @@ absent:
   elements: dict
   sample: [{path: /etc/apt/sources.list.d/onprem-llm-bundle.sources, state: ok}]
 changed_paths:
-  description: The directories and files that changed or were removed (or would be, in check mode).
+  description: The directories, files and symlinks that changed or were removed (or would be, in check mode).
   returned: always
   type: list
   elements: str
@@ -183,6 +213,10 @@ def main():
                 mode=dict(type="raw", required=True),
                 validate=dict(type="str"),
             )),
+            links=dict(type="list", elements="dict", default=[], options=dict(
+                path=dict(type="path", required=True),
+                target=dict(type="str", required=True),
+            )),
             absent=dict(type="list", elements="path", default=[]),
         ),
         supports_check_mode=True,
@@ -193,7 +227,8 @@ def main():
                                  "the module as onprem.llm_serving.managed_files" % entry["dest"])
     try:
         result = converge(module.params["directories"], module.params["files"],
-                          run=module.run_command, check_mode=module.check_mode, absent=module.params["absent"])
+                          run=module.run_command, check_mode=module.check_mode, absent=module.params["absent"],
+                          links=module.params["links"])
     except ManagedFilesError as exc:
         module.fail_json(msg="managed_files: %s" % exc)
     except OSError as exc:

@@ -13,10 +13,11 @@ import os
 import sys
 
 import pytest
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from role_templates import run_role as run_role_tags  # noqa: E402  pylint: disable=wrong-import-position
+from role_templates import run_role as run_role_tags, run_tasks  # noqa: E402  pylint: disable=wrong-import-position
 GOOD = {"name": "bloom", "model_id": "/srv/llm/models/bloom", "api_key": "do-not-print-me"}
 
 
@@ -92,3 +93,47 @@ def test_preflight_accepts_opentelemetry_settings(tmp_path):
     task = task[:task.index("TASK [")]
     assert [ln for ln in task.splitlines() if ln.startswith("ok: ")] == ["ok: [localhost] => (item=%s) => " % i["name"] for i in instances], out
     assert "do-not-print-me" not in out
+
+
+HOST_TASKS = ("Read the host (the container CLI, the local models)", "Check the container runtime is there",
+              "Check each local model is present and mounted")
+
+
+def _host_check(tmp_path, instances, cli=sys.executable):
+    """The preflight's one host read and its two checks (taken from tasks/preflight.yml as they are) against this
+    machine: a models directory with a served symlink into a revision (as the models role lays it out)."""
+    models = tmp_path / "models"
+    (models / ".revisions" / "bloom" / "r1").mkdir(parents=True)
+    (models / ".revisions" / "bloom" / "r1" / "config.json").write_text("{}")
+    (models / "bloom").symlink_to(".revisions/bloom/r1")
+    (models / "empty").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "config.json").write_text("{}")
+    tasks = [t for t in yaml.safe_load(open(os.path.join(REPO, "roles", "tgi", "tasks", "preflight.yml"))) if t["name"] in HOST_TASKS]
+    assert [t["name"] for t in tasks] == list(HOST_TASKS)
+    # the role loops over __tgi_present_shown, the instances without their API keys
+    instances = [dict({k: v for k, v in i.items() if k != "api_key"}, model_id=i["model_id"].format(models=models, tmp=tmp_path))
+                 for i in instances]
+    result = run_tasks(tmp_path, tasks, {"__tgi_cli": cli, "__tgi_present_shown": instances, "tgi_models_dir": str(models),
+                                         "tgi_container_engine": "docker"})
+    return result, " ".join((result.stdout + result.stderr).split()), models
+
+
+def test_preflight_reads_the_cli_and_the_local_models_in_one_call(tmp_path):
+    """A served symlink (with or without a trailing slash) and a hub id pass; the read is one task."""
+    result, out, _models = _host_check(tmp_path, [dict(GOOD, model_id="{models}/bloom"), dict(GOOD, name="two", model_id="{models}/bloom/"),
+                                                  dict(GOOD, name="hub", model_id="bigscience/bloom-560m")])
+    assert result.returncode == 0, out
+    assert out.count("TASK [Read the host") == 1
+
+
+@pytest.mark.parametrize("model_id, cli, expect", [
+    ("{models}/nope", None, "instance bloom has model_id {models}/nope, which has no config.json on the host."),
+    ("{models}/empty", None, "instance bloom has model_id {models}/empty, which has no config.json on the host."),
+    ("{tmp}/elsewhere", None, "which is outside tgi_models_dir ({models}, the only models mount)"),
+    ("{models}/bloom", "/nonexistent/docker", "/nonexistent/docker is missing (tgi_container_engine docker)"),
+])
+def test_preflight_refuses_a_missing_model_or_cli(tmp_path, model_id, cli, expect):
+    result, out, models = _host_check(tmp_path, [dict(GOOD, model_id=model_id)], cli=cli or sys.executable)
+    assert result.returncode != 0, out
+    assert expect.format(models=models, tmp=tmp_path) in out, out

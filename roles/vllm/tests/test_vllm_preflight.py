@@ -10,7 +10,6 @@ Run: .venv/bin/pytest roles/vllm/tests/
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 import pytest
@@ -18,7 +17,7 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from role_templates import run_role as run_role_tags  # noqa: E402  pylint: disable=wrong-import-position
+from role_templates import run_role as run_role_tags, run_tasks  # noqa: E402  pylint: disable=wrong-import-position
 GOOD = {"name": "tiny", "model": "/srv/llm/models/tiny-llama"}
 
 
@@ -123,18 +122,6 @@ def test_preflight_accepts_opentelemetry_settings(tmp_path):
     assert [ln for ln in task.splitlines() if ln.startswith("ok: ")] == ["ok: [localhost] => (item=%s)" % i["name"] for i in instances], out
 
 
-def _run_tasks(tmp_path, tasks, variables, env_extra=None):
-    """Tasks taken from the role's files as they are, in a play against this machine (connection local), with the
-    role's variables they read; returns the CompletedProcess."""
-    (tmp_path / "tasks.yml").write_text(yaml.safe_dump(tasks))
-    play = [{"hosts": "localhost", "gather_facts": False, "vars": dict(variables, ansible_python_interpreter=sys.executable),
-             "tasks": [{"ansible.builtin.include_tasks": str(tmp_path / "tasks.yml")}]}]
-    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", **(env_extra or {}))
-    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           str(tmp_path / "play.yml")], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
-
-
 def _otel_check(tmp_path, env_extra):
     """The install's two OpenTelemetry tasks (taken from tasks/install_venv.yml as they are) against a venv on this machine."""
     tasks = yaml.safe_load(open(os.path.join(REPO, "roles", "vllm", "tasks", "install_venv.yml")))
@@ -143,8 +130,8 @@ def _otel_check(tmp_path, env_extra):
     venv = os.path.dirname(os.path.dirname(VLLM_PYTHON))
     shown = [{"name": "tiny", "otlp_traces_endpoint": "grpc://otel.example:4317"}, {"name": "two", "otlp_traces_endpoint": ""}]
     present = [dict(shown[0], api_key="do-not-print-me"), shown[1]]
-    return _run_tasks(tmp_path, tasks, {"__vllm_venv": venv, "__vllm_present": present, "__vllm_present_shown": shown,
-                                        "__vllm_install_needed": False, "vllm_requirements_lock": "requirements.lock"}, env_extra)
+    return run_tasks(tmp_path, tasks, {"__vllm_venv": venv, "__vllm_present": present, "__vllm_present_shown": shown,
+                                       "__vllm_install_needed": False, "vllm_requirements_lock": "requirements.lock"}, env_extra)
 
 
 VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(REPO, ".cache", "vllm-venv", "bin", "python"))
@@ -189,9 +176,9 @@ def _model_check(tmp_path, instances):
     tasks = [t for t in yaml.safe_load(open(os.path.join(REPO, "roles", "vllm", "tasks", "preflight.yml"))) if t["name"] in MODEL_TASKS]
     assert [t["name"] for t in tasks] == list(MODEL_TASKS)
     tasks.append({"name": "Show the recorded paths", "ansible.builtin.debug": {"var": "__vllm_model_paths"}})
-    result = _run_tasks(tmp_path, tasks, {"__vllm_present": instances, "__vllm_present_shown": instances, "vllm_gpu": False,
-                                          "vllm_install_method": "venv", "vllm_base_dir": str(tmp_path / "opt-vllm"),
-                                          "__vllm_container_cli": "/usr/bin/docker"})
+    result = run_tasks(tmp_path, tasks, {"__vllm_present": instances, "__vllm_present_shown": instances, "vllm_gpu": False,
+                                         "vllm_install_method": "venv", "vllm_base_dir": str(tmp_path / "opt-vllm"),
+                                         "__vllm_container_cli": "/usr/bin/docker"})
     return result, result.stdout + result.stderr
 
 

@@ -537,11 +537,13 @@ def test_files_types_links_and_real_paths(tmp_path):
     paths = ["%s/%s" % (tmp_path, name) for name in ("tiny", "tiny/config.json", "dangling", "model.gguf", "missing", "tiny/")]
     found = hf.file_info(hf.LocalFs(), paths)
     assert list(found) == paths  # keyed by the paths as given
-    assert found[paths[0]] == {"path": paths[0], "exists": True, "type": "dir", "islnk": True, "realpath": str(revision)}
+    assert found[paths[0]] == {"path": paths[0], "exists": True, "type": "dir", "islnk": True, "lnk_target": ".revisions/tiny/r1",
+                               "realpath": str(revision)}
     assert found[paths[1]]["type"] == "file" and found[paths[1]]["realpath"] == str(revision / "config.json")
-    assert found[paths[2]] == {"path": paths[2], "exists": False, "type": None, "islnk": True, "realpath": None}
-    assert found[paths[3]] == {"path": paths[3], "exists": True, "type": "file", "islnk": False, "realpath": paths[3]}
-    assert found[paths[4]] == {"path": paths[4], "exists": False, "type": None, "islnk": False, "realpath": None}
+    assert found[paths[1]]["lnk_target"] is None
+    assert found[paths[2]] == {"path": paths[2], "exists": False, "type": None, "islnk": True, "lnk_target": "nowhere", "realpath": None}
+    assert found[paths[3]] == {"path": paths[3], "exists": True, "type": "file", "islnk": False, "lnk_target": None, "realpath": paths[3]}
+    assert found[paths[4]] == {"path": paths[4], "exists": False, "type": None, "islnk": False, "lnk_target": None, "realpath": None}
     assert found[paths[5]]["type"] == "dir" and found[paths[5]]["realpath"] == str(revision)
 
 

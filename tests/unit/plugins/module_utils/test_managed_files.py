@@ -163,3 +163,51 @@ def test_owner_and_group_by_name(tmp_path):
     os.chown(dest, 0, 0)
     res = converge([], [dict(dest=str(dest), content="x", owner="nobody", group="nogroup", mode="0640")], run)
     assert res["files"][0]["state"] == "attributes"
+
+
+def test_links_created_switched_by_rename_and_then_left_alone(tmp_path):
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    current, cli = tmp_path / "current", tmp_path / "bin" / "tool"
+    links = [dict(path=str(current), target=str(tmp_path / "v1")), dict(path=str(cli), target="../current/bin/tool")]
+    dirs = [dict(path=str(tmp_path / "bin"), mode="0755")]
+    checked = converge(dirs, [], run, check_mode=True, links=links)
+    assert checked["changed"] is True and not os.path.lexists(current)
+    assert [d["after"] for d in checked["diff"] if d["before_header"] == str(current)] == ["-> %s\n" % (tmp_path / "v1")]
+    first = converge(dirs, [], run, links=links)
+    assert [(r["state"], r["target"]) for r in first["links"]] == [("created", str(tmp_path / "v1")), ("created", "../current/bin/tool")]
+    assert os.readlink(current) == str(tmp_path / "v1") and os.readlink(cli) == "../current/bin/tool"
+    again = converge(dirs, [], run, links=links)
+    assert again["changed"] is False and again["changed_paths"] == []
+    # a new target: the old link's inode is replaced by a rename (a reader holding the path never finds it missing)
+    inode = os.lstat(current).st_ino
+    switched = converge([], [], run, links=[dict(path=str(current), target=str(tmp_path / "v2"))])
+    assert switched["links"] == [dict(path=str(current), target=str(tmp_path / "v2"), state="changed", before=str(tmp_path / "v1"))]
+    assert os.readlink(current) == str(tmp_path / "v2") and os.lstat(current).st_ino != inode
+    assert switched["changed_paths"] == [str(current)]
+    assert sorted(os.listdir(tmp_path)) == ["bin", "current", "v1", "v2"]        # nothing staged is left beside it
+    # a file there is replaced, as ansible.builtin.file state=link force=true does
+    (tmp_path / "afile").write_text("x")
+    assert converge([], [], run, links=[dict(path=str(tmp_path / "afile"), target="v1")])["links"][0]["state"] == "changed"
+    assert os.readlink(tmp_path / "afile") == "v1"
+
+
+def test_links_refuse_a_directory_and_bad_input_before_anything_changes(tmp_path):
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(ManagedFilesError, match="adir is a directory, not a symlink; move it away .nothing was changed"):
+        converge([], [dict(dest=str(tmp_path / "first"), content="a", mode="0644")], run,
+                 links=[dict(path=str(tmp_path / "adir"), target="x")])
+    assert (tmp_path / "adir").is_dir() and not (tmp_path / "first").exists()
+    for links, words in (([dict(path="rel/link", target="x")], "must be the absolute path of a symlink"),
+                         ([dict(path=str(tmp_path / "l"), target="")], "has no target"),
+                         ([dict(path=str(tmp_path / "l"), target="a"), dict(path=str(tmp_path / "l"), target="b")], "named twice"),
+                         ([dict(path=str(tmp_path / "nodir" / "l"), target="a")], "its directory")):
+        with pytest.raises(ManagedFilesError, match=words):
+            converge([], [], run, links=links)
+        assert not os.path.lexists(tmp_path / "l")
+    with pytest.raises(ManagedFilesError, match="named twice"):
+        converge([], [dict(dest=str(tmp_path / "f"), content="a", mode="0644")], run,
+                 links=[dict(path=str(tmp_path / "f"), target="a")])
+    assert not (tmp_path / "f").exists()
+    with pytest.raises(ManagedFilesError, match="also in links"):
+        converge([], [], run, links=[dict(path=str(tmp_path / "l"), target="a")], absent=[str(tmp_path / "l")])
