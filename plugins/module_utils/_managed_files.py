@@ -274,8 +274,10 @@ def converge(directories, files, run, check_mode=False, absent=(), links=()):
             raise ManagedFilesError("absent: %s is also in files; name it in one list only" % path)
     for where, path in [("", e["dest"]) for e in wanted] + [("links: ", e["path"]) for e in wanted_links]:
         parent = os.path.dirname(path)
-        # a listed directory, or one created on the way to a listed directory
-        if not os.path.isdir(parent) and not any(d["path"] == parent or d["path"].startswith(parent + "/") for d in dirs):
+        # a listed directory, or one created on the way to a listed directory; in check mode an earlier task (not run)
+        # may have been the one to create it: the file is reported as created
+        if not check_mode and not os.path.isdir(parent) and not any(d["path"] == parent or d["path"].startswith(parent + "/")
+                                                                    for d in dirs):
             raise ManagedFilesError("%s%s: its directory %s does not exist; list it under directories or create it first"
                                     % (where, path, parent))
     for entry in wanted_links:

@@ -122,6 +122,11 @@ def test_a_file_named_twice_is_refused(tmp_path):
 def test_a_missing_directory_and_a_wrong_type_are_refused(tmp_path):
     with pytest.raises(ManagedFilesError, match="does not exist"):
         converge([], [dict(dest=str(tmp_path / "nodir" / "f"), content="a", mode="0644")], run)
+    # in check mode the task that creates it did not run either: reported as to be created, nothing written
+    checked = converge([], [dict(dest=str(tmp_path / "nodir" / "f"), content="a", mode="0644")], run, check_mode=True,
+                       links=[dict(path=str(tmp_path / "nodir" / "l"), target="f")])
+    assert [f["state"] for f in checked["files"]] == ["created"] and [ln["state"] for ln in checked["links"]] == ["created"]
+    assert not (tmp_path / "nodir").exists()
     (tmp_path / "isdir").mkdir()
     with pytest.raises(ManagedFilesError, match="not a regular file"):
         converge([], [dict(dest=str(tmp_path / "isdir"), content="a", mode="0644")], run)
