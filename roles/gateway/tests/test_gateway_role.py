@@ -17,6 +17,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 ROLE = os.path.join(REPO, "roles", "gateway")
@@ -125,3 +126,27 @@ def test_preflight_refuses_and_never_prints_a_key(tmp_path, change, expect):
     else:
         assert result.returncode != 0 and expect in out, out[-3000:]
     assert KEY not in out and KEY[:20] not in out and ENGINE_KEY not in out
+
+
+def _tls_tasks(tmp_path, variables):
+    """tasks/tls.yml as it is (its handler left out), run twice against this machine at -vvv; returns both results."""
+    with open(os.path.join(ROLE, "tasks", "tls.yml"), encoding="utf-8") as handle:
+        tasks = yaml.safe_load(handle)
+    for task in tasks:
+        task.pop("notify", None)
+    variables = dict(variables, __gateway_dir=str(tmp_path / "onprem-gateway"))
+    return [role_templates.run_tasks(tmp_path, tasks, variables, env_extra={"ANSIBLE_VERBOSITY": "3"}) for _ in (1, 2)]
+
+
+def test_the_provided_certificate_and_key_are_written_once_root_only_and_never_shown(tmp_path):
+    cert = "-----BEGIN CERTIFICATE-----\nMIIcert\n-----END CERTIFICATE-----"
+    key = "-----BEGIN PRIVATE KEY-----\n" + KEY + "\n-----END PRIVATE KEY-----"
+    first, again = _tls_tasks(tmp_path, {"gateway_tls_self_signed": False, "gateway_tls_certificate": cert + "\n\n",
+                                         "gateway_tls_private_key": key})
+    for result in (first, again):
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert KEY not in result.stdout + result.stderr
+    pem = tmp_path / "onprem-gateway" / "tls.pem"
+    assert pem.read_text() == cert + "\n" + key + "\n"
+    assert oct(os.stat(pem).st_mode & 0o777) == "0o600" and oct(os.stat(pem.parent).st_mode & 0o777) == "0o700"
+    assert "changed=1" in first.stdout and "changed=0" in again.stdout      # written once, then left alone

@@ -45,7 +45,7 @@ def render(expression, variables):
 
 
 @pytest.mark.parametrize("path, item_var, item", [
-    ("roles/models/tasks/plan.yml", "__models_paths", {"rev_dir": "/srv/llm/models/.revisions/tiny/rev-1"}),
+    ("roles/models/tasks/plan.yml", "item", {"rev_dir": "/srv/llm/models/.revisions/tiny/rev-1"}),
     ("roles/models/tasks/stage_one.yml", "__models_entry", {"staging": "/srv/llm/models/.staging/tiny@rev-1"}),
 ])
 def test_models_checks_go_through_the_revision_cache_unless_turned_off(path, item_var, item):
