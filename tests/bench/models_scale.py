@@ -86,7 +86,7 @@ def main():
             models = layout(base, count)
             first, _tasks, first_changed = run(base, tree, models)       # stages every model, writes the stat caches
             times, tasks, changed = [], 0, []
-            for _ in range(args.rounds):
+            for _round in range(args.rounds):
                 took, tasks, chg = run(base, tree, models)
                 times.append(took)
                 changed.append(chg)

@@ -135,7 +135,7 @@ def _tls_tasks(tmp_path, variables):
     for task in tasks:
         task.pop("notify", None)
     variables = dict(variables, __gateway_dir=str(tmp_path / "onprem-gateway"))
-    return [role_templates.run_tasks(tmp_path, tasks, variables, env_extra={"ANSIBLE_VERBOSITY": "3"}) for _ in (1, 2)]
+    return [role_templates.run_tasks(tmp_path, tasks, variables, env_extra={"ANSIBLE_VERBOSITY": "3"}) for _run in (1, 2)]
 
 
 def test_the_provided_certificate_and_key_are_written_once_root_only_and_never_shown(tmp_path):
