@@ -233,15 +233,13 @@ def normalise_links(links, names_taken):
 
 def _converge_link(entry, check_mode, diffs):
     """The symlink points at its target, or a new one is made beside it and renamed over it (readers never see the path
-    missing). A directory there is refused; a file or a symlink elsewhere is replaced (as ansible.builtin.file state=link
-    force=true)."""
+    missing). A file or a symlink elsewhere is replaced (as ansible.builtin.file state=link force=true); converge refused a
+    directory there before anything changed."""
     path, target = entry["path"], entry["target"]
     try:
         before = os.lstat(path)
     except FileNotFoundError:
         before = None
-    if before is not None and stat.S_ISDIR(before.st_mode):
-        raise ManagedFilesError("links: %s is a directory, not a symlink; move it away (nothing was changed there)" % path)
     was = os.readlink(path) if before is not None and stat.S_ISLNK(before.st_mode) else None
     if was == target:
         return dict(path=path, target=target, state="ok")
@@ -266,12 +264,10 @@ def converge(directories, files, run, check_mode=False, absent=(), links=()):
     removed; returns the module's result. Check mode writes nothing and runs no check (as ansible.builtin.copy)."""
     dirs, wanted = normalise(directories, files)
     wanted_links = normalise_links(links, {e["dest"] for e in wanted})
+    listed = dict([(e["dest"], "files") for e in wanted] + [(e["path"], "links") for e in wanted_links])
     for path in absent or ():
-        if os.path.normpath(str(path)) in {e["path"] for e in wanted_links}:
-            raise ManagedFilesError("absent: %s is also in links; name it in one list only" % path)
-    for path in absent or ():
-        if os.path.normpath(str(path)) in {e["dest"] for e in wanted}:
-            raise ManagedFilesError("absent: %s is also in files; name it in one list only" % path)
+        if os.path.normpath(str(path)) in listed:
+            raise ManagedFilesError("absent: %s is also in %s; name it in one list only" % (path, listed[os.path.normpath(str(path))]))
     for where, path in [("", e["dest"]) for e in wanted] + [("links: ", e["path"]) for e in wanted_links]:
         parent = os.path.dirname(path)
         # a listed directory, or one created on the way to a listed directory; in check mode an earlier task (not run)

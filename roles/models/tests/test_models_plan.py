@@ -125,3 +125,12 @@ def test_refusals_name_the_model_and_the_fix(tmp_path):
     (tmp_path / "root" / "tiny-gguf").write_text("a file where the served path goes")
     _found, out = plan(tmp_path, models[1:])
     assert "%s/tiny-gguf on localhost is neither a directory nor a symlink" % (tmp_path / "root") in out, out
+
+
+def test_a_source_spelled_with_extra_slashes_is_measured_the_same(tmp_path):
+    """models_list[].src with a doubled and a trailing slash: the controller's listing still finds every file to copy."""
+    [model] = sources(tmp_path)[:1]
+    found, out = plan(tmp_path, [dict(model, src=model["src"].replace("/src/", "//src/") + "/")])
+    assert found, out
+    assert found["plan"][0]["sizes"] == {r: len(d) for r, d in FILES.items()}
+    assert found["bytes"] == sum(len(d) for d in FILES.values())

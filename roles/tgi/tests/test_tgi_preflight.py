@@ -114,8 +114,10 @@ def _host_check(tmp_path, instances, cli=sys.executable):
     # the role loops over __tgi_present_shown, the instances without their API keys
     instances = [dict({k: v for k, v in i.items() if k != "api_key"}, model_id=i["model_id"].format(models=models, tmp=tmp_path))
                  for i in instances]
+    with open(os.path.join(REPO, "roles", "tgi", "vars", "main.yml"), encoding="utf-8") as handle:
+        configs = yaml.safe_load(handle)["__tgi_model_configs"]        # the role's own derivation of the paths read
     result = run_tasks(tmp_path, tasks, {"__tgi_cli": cli, "__tgi_present_shown": instances, "tgi_models_dir": str(models),
-                                         "tgi_container_engine": "docker"})
+                                         "tgi_container_engine": "docker", "__tgi_model_configs": configs})
     return result, " ".join((result.stdout + result.stderr).split()), models
 
 
