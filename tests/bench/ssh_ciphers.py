@@ -31,8 +31,9 @@ def main():
     path = args.file or max(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "onprem-llm-serving",
                                                    "vllm-wheelhouse-*.tar")), key=os.path.getmtime)
     size = os.path.getsize(path)
-    print("# %s (%d MB) to %s, %d rounds, load %s" % (os.path.basename(path), size // 10**6, args.host, args.rounds,
-                                                   open("/proc/loadavg").read().split()[0]))
+    with open("/proc/loadavg", encoding="ascii") as loadavg:
+        load = loadavg.read().split()[0]
+    print("# %s (%d MB) to %s, %d rounds, load %s" % (os.path.basename(path), size // 10**6, args.host, args.rounds, load))
     times = {c: [] for c in CIPHERS}
     for _round in range(args.rounds):
         for cipher in CIPHERS:
@@ -44,8 +45,8 @@ def main():
                 times[cipher].append(time.monotonic() - start)
     for cipher in CIPHERS:
         median = statistics.median(times[cipher])
-        print("%-32s %s s; median %.2f s, %.0f MB/s" % (cipher, ", ".join("%.2f" % t for t in times[cipher]), median,
-                                                      size / median / 10**6))
+        shown = ", ".join("%.2f" % t for t in times[cipher])
+        print("%-32s %s s; median %.2f s, %.0f MB/s" % (cipher, shown, median, size / median / 10**6))
 
 
 if __name__ == "__main__":
