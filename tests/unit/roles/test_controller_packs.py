@@ -112,24 +112,26 @@ def test_packed_once_when_hosts_arrive_together(tmp_path):
     assert members(tar) == expected(src)
 
 
-def test_a_pack_that_saw_the_directory_change_is_made_again(tmp_path):
+def pack_alone(tmp_path, fail):
+    """One host's pack step with the given tar shim: (returncode, stdout, stderr, source, tar, tar's call log)."""
     src = repository(tmp_path)
     tar = tmp_path / "cache" / "os-repository-debian-12-abc.tar"
-    env, log = shim(tmp_path, fail="once")
+    env, log = shim(tmp_path, fail=fail)
     proc = host(env, src, tar)
     out, err = proc.communicate()
-    assert proc.returncode == 0 and out.strip() == "True", err
+    return proc.returncode, out, err, src, tar, log
+
+
+def test_a_pack_that_saw_the_directory_change_is_made_again(tmp_path):
+    rc, out, err, src, tar, log = pack_alone(tmp_path, fail="once")
+    assert rc == 0 and out.strip() == "True", err
     assert log.read_text() == "call\ncall\n"
     assert sorted(os.listdir(tar.parent)) == [tar.name, tar.name + ".lock"]  # no half-written part left
     assert members(tar) == expected(src)
 
 
 def test_a_directory_that_keeps_changing_fails_the_pack_and_leaves_nothing(tmp_path):
-    src = repository(tmp_path)
-    tar = tmp_path / "cache" / "os-repository-debian-12-abc.tar"
-    env, log = shim(tmp_path, fail="always")
-    proc = host(env, src, tar)
-    _out, err = proc.communicate()
-    assert proc.returncode == 1 and "failed 3 times" in err and "file changed as we read it" in err
+    rc, _out, err, _src, tar, log = pack_alone(tmp_path, fail="always")
+    assert rc == 1 and "failed 3 times" in err and "file changed as we read it" in err
     assert log.read_text() == "call\n" * 3
     assert sorted(os.listdir(tar.parent)) == [tar.name + ".lock"]
