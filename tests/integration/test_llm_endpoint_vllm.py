@@ -148,8 +148,11 @@ def test_benchmark_sweep_reports_vllm_keys(vllm):
         assert lv["median_ttft_ms"] > 0 and lv["median_itl_ms"] > 0
     report = res["report"][1]
     assert report["backend"] == "openai" and report["max_concurrency"] == 4 and len(report["itls"]) == 8
-    # One gap per token chunk after the first; vLLM may put several tokens in one chunk under load.
-    assert all(1 <= len(itl) <= 15 for itl in report["itls"]), [len(itl) for itl in report["itls"]]
+    # One gap per token chunk after the first; vLLM may put several tokens in one chunk under load, even all 16 of a
+    # request in one (0 gaps: seen once, with the whole test suite beside it on a slow 2-CPU machine), never more
+    # chunks than tokens. The gaps are measured: some request streamed in several chunks.
+    counts = [len(itl) for itl in report["itls"]]
+    assert all(0 <= n <= 15 for n in counts) and max(counts) >= 1, counts
     assert API_KEY not in out
 
 
