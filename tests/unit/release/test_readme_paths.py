@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import re
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from conftest import ROOT
+
+RESULTS = os.path.join("tests", "bench", "results")
 # the repository's top-level directories whose paths the README names
 TOP = ("roles", "tests", "plugins", "tools", "playbooks", "inventories", "docs", "requirements", ".ci")
 
@@ -25,14 +27,23 @@ def named_paths(text):
     return found
 
 
+def named_results(text):
+    """Result files the README names by their file name alone (the deploy-speed table's cells and "Files:" lines):
+    `site-vs-manual-2026-12-01.txt` is tests/bench/results/site-vs-manual-2026-12-01.txt."""
+    return {os.path.join(RESULTS, name) for name in re.findall(r"`([^`\n/ ]+\.txt)`", text)}
+
+
 def test_named_paths_are_found_in_a_sample():
     sample = "see `tests/bench/results/a.txt`, run `tools/lab.py up --hosts 2`, `roles/x/tests/t.py::test_y`, `<revision>/x`, `dist/y`"
     assert named_paths(sample) == {"tests/bench/results/a.txt", "tools/lab.py", "roles/x/tests/t.py"}
+    assert named_results("files: `fleet-a.txt`, `b.txt`; not `tests/c.txt` or `d.txt more`") == {
+        "tests/bench/results/fleet-a.txt", "tests/bench/results/b.txt"}
 
 
 def test_every_path_the_readme_names_exists():
     text = open(os.path.join(ROOT, "README.md")).read()
     paths = named_paths(text)
     assert len(paths) > 50, sorted(paths)  # the README names its tests, results and code: the pattern still finds them
+    paths |= named_results(text)
     missing = sorted(p for p in paths if not os.path.exists(os.path.join(ROOT, p.rstrip("/"))))
     assert not missing, "README.md names paths this checkout does not have: %s" % missing
