@@ -17,6 +17,7 @@ defaults and checks it, and a unit test keeps the two in step.
 - no_secrets: a copy of a value without the keys that may hold a secret (what a loop may show)
 - engine_args: an engine's extra_args, refused when they set what a role variable owns (--host, --port, --api-key, ...)
 - engine_env: an engine's environment, refused when it sets what a role variable owns (VLLM_API_KEY, API_KEY, PORT, ...)
+- packages_missing: the OS packages (of those host_facts gather=packages read) an install task would still act on
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import re
 import shlex
 
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.onprem.llm_serving.plugins.module_utils import _host_facts
 
 ENGINES = ("vllm", "tgi", "ollama")
 # engine -> (protocol llm_endpoint speaks to it in the smoke test, readiness path, metrics path)
@@ -326,6 +329,17 @@ def engine_env(env, engine, where="env"):
     return env
 
 
+def packages_missing(found, names, version=""):
+    """Of ``names``, those an install task would still act on: not installed, or (``version`` set, the pin as the role
+    gives its package manager) at another version. ``found`` is host_facts' ``packages`` (gather=packages). A role skips
+    its apt or dnf task when this is empty, the package manager's lists unloaded; anything unsure counts as missing."""
+    if not isinstance(found, dict):
+        raise AnsibleFilterError("packages_missing needs host_facts' packages (a dict), got %s" % type(found).__name__)
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        raise AnsibleFilterError("packages_missing needs a list of package names, got %r" % (names,))
+    return _host_facts.packages_missing(found, [str(name) for name in names], str(version or ""))
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -339,4 +353,5 @@ class FilterModule(object):
             "no_secrets": no_secrets,
             "engine_args": engine_args,
             "engine_env": engine_env,
+            "packages_missing": packages_missing,
         }

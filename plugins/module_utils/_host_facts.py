@@ -18,6 +18,10 @@ Private (leading underscore): the API may change between releases.
 * ``cpu_topology``: the online CPUs (``<sysfs>/devices/system/cpu/online``), the CPUs this process may run on
   (``Cpus_allowed_list`` of ``<proc>/self/status``: a cpuset or affinity narrows it) and the NUMA nodes with their CPUs
   (``<sysfs>/devices/system/node/node*/cpulist``; one node holding every online CPU where the kernel has no NUMA).
+* ``installed_packages``: whether named OS packages are installed and at which version, from dpkg's status database
+  (``/var/lib/dpkg/status``, read as text) or from ``rpm -q``: what a role needs to decide whether its package
+  manager must run at all (apt and dnf load every package list of the host first, seconds per call on a real host).
+  ``packages_missing`` says which of them an install task would still have to install.
 
 Nothing here touches ``AnsibleModule``. ``LocalFs`` is the interface to the host; unit tests point
 the roots at a tree under ``tmp_path`` or swap ``LocalFs`` for a subclass.
@@ -25,6 +29,7 @@ the roots at a tree under ``tmp_path`` or swap ``LocalFs`` for a subclass.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import socket
@@ -35,7 +40,11 @@ import sys
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASS_PREFIX = "0x03"
 DEFAULT_NVSWITCH_DEVICE_IDS = ("0x1af1", "0x22a3", "0x22a4", "0x2901")
-GATHER_CHOICES = ("gpus", "listeners", "disk", "cpus", "files")
+GATHER_CHOICES = ("gpus", "listeners", "disk", "cpus", "files", "packages")
+PACKAGE_MANAGERS = ("auto", "dpkg", "rpm")
+DPKG_STATUS = "/var/lib/dpkg/status"
+# rpm expands the \t and \n escapes of a query format itself
+RPM_QUERY_FORMAT = r"%{NAME}\t%{EPOCHNUM}\t%{VERSION}\t%{RELEASE}\t%{ARCH}\n"
 # What the module reads when O(gather) is not given (cpus and files only on request: the roles that need them ask).
 DEFAULT_GATHER = ("gpus", "listeners", "disk")
 TCP_LISTEN = "0A"
@@ -438,6 +447,110 @@ def file_info(fs, paths):
 
 
 # ---------------------------------------------------------------------------------------------
+# OS packages: installed or not, and their versions, without loading the package manager's lists
+# ---------------------------------------------------------------------------------------------
+
+def parse_dpkg_status(text, names):
+    """``{name: [{...}]}`` for each of ``names`` that dpkg's status database lists as installed (its Status field's
+    third word is ``installed``: held packages, ``hold ok installed``, count). One entry per architecture."""
+    wanted = set(names)
+    found = {}
+    for stanza in text.split("\n\n"):
+        fields = {}
+        for line in stanza.splitlines():
+            if line[:1] in (" ", "\t") or ":" not in line:
+                continue  # a continuation line (descriptions, conffiles): nothing we read spans lines
+            key, value = line.split(":", 1)
+            fields[key] = value.strip()
+        name = fields.get("Package")
+        if name not in wanted or fields.get("Status", "").split()[2:3] != ["installed"]:
+            continue
+        found.setdefault(name, []).append({"version": fields.get("Version", ""), "release": "", "epoch": None,
+                                           "arch": fields.get("Architecture", ""), "manager": "dpkg",
+                                           "selection": fields["Status"].split()[0]})
+    return found
+
+
+def parse_rpm_query(text, names):
+    """``{name: [{...}]}`` from ``rpm -q --qf RPM_QUERY_FORMAT names...`` (a line per installed package; rpm prints
+    ``package X is not installed`` for the others, which have no tab)."""
+    wanted = set(names)
+    found = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) != 5 or parts[0] not in wanted:
+            continue
+        name, epoch, version, release, arch = parts
+        found.setdefault(name, []).append({"version": version, "release": release,
+                                           "epoch": int(epoch) if epoch.isdigit() else None, "arch": arch,
+                                           "manager": "rpm", "selection": None})
+    return found
+
+
+def installed_packages(fs, names, manager="auto", run=None, dpkg_status=DPKG_STATUS):
+    """``{name: {...}}`` for each of ``names``: ``installed`` and, when installed, ``version``, ``release``, ``epoch``,
+    ``arch``, ``full_version`` (dpkg: the version as apt spells it, epoch included; rpm: version-release) and
+    ``selection`` (dpkg's wanted state, ``install`` or ``hold``, what ``apt-mark showhold`` reads; null on rpm) of its
+    first entry, with every architecture's entry in ``instances``. ``run(argv)`` returns ``(rc, stdout, stderr)``."""
+    if manager == "auto":
+        manager = "dpkg" if fs.exists(dpkg_status) else "rpm"
+    if manager == "dpkg":
+        try:
+            found = parse_dpkg_status(fs.read_text(dpkg_status), names)
+        except (IOError, OSError) as exc:
+            raise HostFactsError("could not read dpkg's status database %s: %s; on an RPM host set package_manager=rpm"
+                                 % (dpkg_status, exc))
+    else:
+        if run is None:
+            raise HostFactsError("reading RPM packages needs the rpm command, which this caller cannot run")
+        found = {}
+        if names:
+            rc, out, err = run(["rpm", "-q", "--qf", RPM_QUERY_FORMAT] + list(names))
+            if rc != 0 and "is not installed" not in out + err:  # rc counts the packages not installed
+                raise HostFactsError("rpm -q failed (rc %s): %s; is this an RPM host? On a Debian host set "
+                                     "package_manager=dpkg" % (rc, (err or out).strip()))
+            found = parse_rpm_query(out, names)
+    result = {}
+    for name in names:
+        entries = found.get(name, [])
+        first = entries[0] if entries else {}
+        full = None
+        if entries:
+            full = first["version"] if first["manager"] == "dpkg" else "%s-%s" % (first["version"], first["release"])
+        result[name] = {"name": name, "installed": bool(entries), "version": first.get("version"),
+                        "release": first.get("release"), "epoch": first.get("epoch"), "arch": first.get("arch"),
+                        "full_version": full, "selection": first.get("selection"), "manager": manager,
+                        "instances": entries}
+    return result
+
+
+def _version_matches(package, wanted):
+    """Whether an installed package is at ``wanted`` as the package manager would read the pin: apt compares the whole
+    version (epoch included; ``*`` and ``?`` as globs, as the apt module allows); dnf accepts version, version-release
+    or epoch:version-release."""
+    if package["manager"] == "dpkg":
+        candidates = [package["version"]]
+    else:
+        full = "%s-%s" % (package["version"], package["release"])
+        candidates = [package["version"], full] + (["%s:%s" % (package["epoch"], full)] if package["epoch"] else [])
+    return any(fnmatch.fnmatchcase(candidate, wanted) for candidate in candidates)
+
+
+def packages_missing(found, names, version=""):
+    """The names of ``names`` an install task would still have to act on: not installed, or (``version`` set) not at
+    that version (every architecture's entry). ``found`` is what ``installed_packages`` returned. A name ``found`` does not describe counts as
+    missing, so the caller's package manager runs: when in doubt, the slow and sure path."""
+    missing = []
+    for name in names:
+        package = found.get(name)
+        if not package or not package.get("installed"):
+            missing.append(name)
+        elif version and not all(_version_matches(entry, version) for entry in package.get("instances") or [package]):
+            missing.append(name)
+    return missing
+
+
+# ---------------------------------------------------------------------------------------------
 # CPUs and NUMA nodes
 # ---------------------------------------------------------------------------------------------
 
@@ -496,8 +609,9 @@ def cpu_topology(fs, sysfs_root="/sys", proc_root="/proc"):
 # Everything the module asks for
 # ---------------------------------------------------------------------------------------------
 
-def gather(fs, params, byteorder=sys.byteorder):
-    """The sections named in ``params['gather']``; ``params`` carries the module's options."""
+def gather(fs, params, byteorder=sys.byteorder, run=None):
+    """The sections named in ``params['gather']``; ``params`` carries the module's options; ``run(argv)`` runs a
+    command (``rpm -q`` for V(packages) on an RPM host) and returns ``(rc, stdout, stderr)``."""
     wanted = params.get("gather") or list(DEFAULT_GATHER)
     result = {"gathered": [name for name in GATHER_CHOICES if name in wanted]}
     if "gpus" in wanted:
@@ -518,4 +632,7 @@ def gather(fs, params, byteorder=sys.byteorder):
         result["cpus"] = cpu_topology(fs, params.get("sysfs_root") or "/sys", proc_root)
     if "files" in wanted:
         result["files"] = file_info(fs, params.get("files") or [])
+    if "packages" in wanted:
+        result["packages"] = installed_packages(fs, params.get("packages") or [], params.get("package_manager") or "auto",
+                                                run, params.get("dpkg_status_path") or DPKG_STATUS)
     return result

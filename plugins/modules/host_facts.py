@@ -30,6 +30,11 @@ description:
   - V(files) reads, for each path in O(files), whether it exists (symlinks followed, as C(ansible.builtin.stat) with
     C(follow=true)), its type, whether the path itself is a symlink, and the canonical path it resolves to (as
     C(realpath)), so a role checks many paths in the call that reads the rest, not in one C(stat) per path.
+  - V(packages) reads, for each name in O(packages), whether the OS package is installed and its version, from dpkg's
+    status database (O(dpkg_status_path), read as text) on Debian and Ubuntu, from C(rpm -q) on RPM hosts. It loads
+    no package lists, so a role decides whether its C(ansible.builtin.apt) or C(ansible.builtin.dnf) task must run at
+    all in a fraction of a second (those modules load every list of the host first, seconds per call on a host with a
+    distribution's full archive). The P(onprem.llm_serving.packages_missing#filter) filter names what is still missing.
   - Returns values, not C(ansible_facts), because listeners change by the second; register the result where it is used.
 author:
   - onprem.llm_serving maintainers (@onprem)
@@ -47,11 +52,11 @@ options:
   gather:
     description:
       - The parts to read. V(gpus) returns RV(gpus), RV(nvswitches) and RV(pci_devices_path); V(listeners) returns
-        RV(listeners); V(disk) returns RV(disk); V(cpus) returns RV(cpus) and V(files) returns RV(files) (these two
-        only when named).
+        RV(listeners); V(disk) returns RV(disk); V(cpus) returns RV(cpus), V(files) returns RV(files) and V(packages)
+        returns RV(packages) (these three only when named).
     type: list
     elements: str
-    choices: [gpus, listeners, disk, cpus, files]
+    choices: [gpus, listeners, disk, cpus, files, packages]
     default: [gpus, listeners, disk]
   sysfs_root:
     description:
@@ -98,6 +103,22 @@ options:
     type: list
     elements: str
     default: []
+  packages:
+    description:
+      - OS package names to read for V(packages). RV(packages) is keyed by each name exactly as given.
+    type: list
+    elements: str
+    default: []
+  package_manager:
+    description:
+      - Where V(packages) reads. V(auto) reads dpkg's status database when O(dpkg_status_path) exists, else asks C(rpm).
+    type: str
+    choices: [auto, dpkg, rpm]
+    default: auto
+  dpkg_status_path:
+    description: dpkg's status database. Tests point it at a fake file.
+    type: path
+    default: /var/lib/dpkg/status
 notes:
   - Seeing the owner of another user's socket needs root (C(become)), as with C(ss -p). Without it such a listener
     is still reported, with an empty C(processes) list and null C(pid), C(process) and C(unit).
@@ -151,6 +172,19 @@ EXAMPLES = r"""
 - name: Need a core per rank
   ansible.builtin.assert:
     that: __cpus.cpus.allowed | length >= 2
+
+- name: Which of the toolkit packages are installed, and at which version (no package list is loaded)
+  onprem.llm_serving.host_facts:
+    gather: [packages]
+    packages: [nvidia-container-toolkit, nvidia-container-toolkit-base]
+  register: __pkgs
+
+- name: Install them only when one is missing or at another version
+  ansible.builtin.apt:
+    name: [nvidia-container-toolkit=1.17.8-1, nvidia-container-toolkit-base=1.17.8-1]
+  when: >-
+    __pkgs.packages | onprem.llm_serving.packages_missing(['nvidia-container-toolkit', 'nvidia-container-toolkit-base'],
+    '1.17.8-1') | length > 0
 
 - name: A test against a fake sysfs tree
   onprem.llm_serving.host_facts:
@@ -236,6 +270,58 @@ files:
       islnk: true
       lnk_target: .revisions/tiny-llama/a1b2c3
       realpath: /srv/llm/models/.revisions/tiny-llama/a1b2c3
+packages:
+  description: One entry per name of O(packages), keyed by the name exactly as given.
+  returned: when O(gather) contains V(packages)
+  type: dict
+  contains:
+    name:
+      description: The name as given.
+      type: str
+    installed:
+      description: Whether the package is installed (dpkg's status C(installed), held or not; or known to C(rpm)).
+      type: bool
+    version:
+      description: dpkg's version (epoch included, as apt spells it) or rpm's version; null when not installed.
+      type: str
+    release:
+      description: rpm's release; empty for dpkg; null when not installed.
+      type: str
+    epoch:
+      description: rpm's epoch when it is set, else null.
+      type: int
+    arch:
+      description: The package's architecture; null when not installed.
+      type: str
+    full_version:
+      description: The version a pin names (dpkg C(version); rpm C(version-release)); null when not installed.
+      type: str
+    selection:
+      description:
+        - dpkg's wanted state of the package, C(install) or C(hold) (what C(apt-mark showhold) lists); null on RPM hosts
+          and when not installed.
+      type: str
+    manager:
+      description: Where it was read, C(dpkg) or C(rpm).
+      type: str
+    instances:
+      description:
+        - Every installed architecture of the package (dicts with C(version), C(release), C(epoch), C(arch), C(manager),
+          C(selection)).
+      type: list
+      elements: dict
+  sample:
+    nvidia-container-toolkit:
+      name: nvidia-container-toolkit
+      installed: true
+      version: 1.17.8-1
+      release: ""
+      epoch: null
+      arch: amd64
+      full_version: 1.17.8-1
+      selection: hold
+      manager: dpkg
+      instances: [{version: 1.17.8-1, release: "", epoch: null, arch: amd64, manager: dpkg, selection: hold}]
 pci_devices_path:
   description: The directory PCI devices were read from.
   returned: when O(gather) contains V(gpus)
@@ -415,6 +501,9 @@ ARGUMENT_SPEC = dict(
     ports=dict(type="list", elements="int", default=[]),
     paths=dict(type="list", elements="str", default=[]),
     files=dict(type="list", elements="str", default=[]),
+    packages=dict(type="list", elements="str", default=[]),
+    package_manager=dict(type="str", choices=list(hf.PACKAGE_MANAGERS), default="auto"),
+    dpkg_status_path=dict(type="path", default=hf.DPKG_STATUS),
 )
 
 
@@ -430,7 +519,7 @@ def main():
     if bad_ports:
         module.fail_json(msg="host_facts: ports %s are not TCP ports (1-65535); fix the ports option" % bad_ports)
     try:
-        result = hf.gather(make_fs(module), params)
+        result = hf.gather(make_fs(module), params, run=lambda argv: module.run_command(argv, environ_update={"LC_ALL": "C"}))
     except hf.HostFactsError as exc:
         module.fail_json(msg="host_facts could not read the host: %s" % exc)
     module.exit_json(changed=False, **result)

@@ -139,3 +139,19 @@ def test_systemd_verify_command_runs_what_it_says(tmp_path):
     assert called[0] == "verify" and called[1].endswith("/vllm-a.service")
     with pytest.raises(AnsibleFilterError):
         f.systemd_verify_command("x; rm -rf /")
+
+
+def test_packages_missing_filter():
+    found = {"docker.io": {"name": "docker.io", "installed": True, "version": "20.10.24+dfsg1-1+b3", "release": "",
+                           "epoch": None, "arch": "amd64", "manager": "dpkg", "full_version": "20.10.24+dfsg1-1+b3",
+                           "instances": [{"version": "20.10.24+dfsg1-1+b3", "release": "", "epoch": None, "arch": "amd64",
+                                          "manager": "dpkg"}]},
+             "podman": {"name": "podman", "installed": False, "instances": []}}
+    assert f.packages_missing(found, ["docker.io"]) == []
+    assert f.packages_missing(found, ["docker.io", "podman"]) == ["podman"]
+    assert f.packages_missing(found, ["docker.io"], "20.10.25*") == ["docker.io"]
+    assert f.packages_missing(found, ["docker.io"], None) == []
+    with pytest.raises(AnsibleFilterError, match="needs host_facts' packages"):
+        f.packages_missing(["docker.io"], ["docker.io"])
+    with pytest.raises(AnsibleFilterError, match="needs a list of package names, got 'docker.io'"):
+        f.packages_missing(found, "docker.io")

@@ -559,3 +559,136 @@ def test_files_gathered_only_when_asked(tmp_path):
     result = hf.gather(hf.LocalFs(), params)
     assert result["gathered"] == ["files"] and result["files"][str(tmp_path / "m")]["type"] == "dir"
     assert "files" not in hf.gather(hf.LocalFs(), {"gather": ["disk"], "paths": [str(tmp_path)], "files": [str(tmp_path)]})
+
+
+# ---------------------------------------------------------------------------------------------
+# packages: dpkg's status database, rpm -q
+# ---------------------------------------------------------------------------------------------
+
+DPKG_STATUS_TEXT = """Package: nvidia-container-toolkit
+Status: hold ok installed
+Priority: optional
+Architecture: amd64
+Version: 1.17.8-1
+Description: a stand-in
+ with a continuation line
+ Version: 9.9 (not a field: a continuation)
+
+Package: docker.io
+Status: install ok installed
+Architecture: amd64
+Version: 20.10.24+dfsg1-1+b3
+Conffiles:
+ /etc/default/docker 1234
+
+Package: podman
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 4.3.1+ds1-8+b1
+
+Package: libfoo1
+Status: install ok installed
+Architecture: amd64
+Version: 1:2.0-1
+
+Package: libfoo1
+Status: install ok installed
+Architecture: i386
+Version: 1:1.9-1
+
+Package: half
+Status: install ok half-configured
+Architecture: amd64
+Version: 1.0
+"""
+
+
+def dpkg_tree(tmp_path, text=DPKG_STATUS_TEXT):
+    path = tmp_path / "status"
+    path.write_text(text)
+    return str(path)
+
+
+def test_packages_from_dpkg_status(tmp_path):
+    status = dpkg_tree(tmp_path)
+    found = hf.installed_packages(hf.LocalFs(), ["nvidia-container-toolkit", "docker.io", "podman", "half", "absent"],
+                                  dpkg_status=status)
+    assert list(found) == ["nvidia-container-toolkit", "docker.io", "podman", "half", "absent"]
+    # held packages are installed; a continuation line is not a field
+    assert found["nvidia-container-toolkit"]["installed"] is True
+    assert found["nvidia-container-toolkit"]["full_version"] == "1.17.8-1" and found["nvidia-container-toolkit"]["arch"] == "amd64"
+    assert found["docker.io"]["version"] == "20.10.24+dfsg1-1+b3" and found["docker.io"]["manager"] == "dpkg"
+    assert found["nvidia-container-toolkit"]["selection"] == "hold" and found["docker.io"]["selection"] == "install"
+    assert found["absent"]["selection"] is None
+    # removed with its configuration kept, half-configured, unknown: not installed
+    assert [found[n]["installed"] for n in ("podman", "half", "absent")] == [False, False, False]
+    assert found["absent"]["version"] is None and found["absent"]["instances"] == []
+
+
+def test_packages_missing_reads_pins_as_apt_does(tmp_path):
+    found = hf.installed_packages(hf.LocalFs(), ["nvidia-container-toolkit", "docker.io", "podman", "libfoo1"],
+                                  dpkg_status=dpkg_tree(tmp_path))
+    assert hf.packages_missing(found, ["nvidia-container-toolkit", "docker.io"]) == []
+    assert hf.packages_missing(found, ["nvidia-container-toolkit"], "1.17.8-1") == []
+    assert hf.packages_missing(found, ["nvidia-container-toolkit"], "1.17.7-1") == ["nvidia-container-toolkit"]
+    assert hf.packages_missing(found, ["nvidia-container-toolkit"], "1.17.*") == []  # apt's glob pins
+    assert hf.packages_missing(found, ["podman", "docker.io"]) == ["podman"]
+    # apt compares the whole version, epoch included: a pin without it is not this package's version
+    assert hf.packages_missing(found, ["libfoo1"], "2.0-1") == ["libfoo1"]
+    # every architecture installed must be at the pin
+    assert hf.packages_missing(found, ["libfoo1"], "1:2.0-1") == ["libfoo1"]
+    assert hf.packages_missing(found, ["libfoo1"], "1:*") == []
+    # a name the read did not ask for counts as missing (the package manager decides)
+    assert hf.packages_missing(found, ["never-read"]) == ["never-read"]
+
+
+def test_packages_from_rpm():
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return 1, ("nvidia-driver\t3\t580.95.05\t1.el9\tx86_64\nkmod-nvidia-open\t0\t580.95.05\t1.el9\tx86_64\n"
+                   "package docker-ce is not installed\n"), ""
+
+    found = hf.installed_packages(hf.LocalFs(), ["nvidia-driver", "kmod-nvidia-open", "docker-ce"], manager="rpm", run=run)
+    assert calls == [["rpm", "-q", "--qf", hf.RPM_QUERY_FORMAT, "nvidia-driver", "kmod-nvidia-open", "docker-ce"]]
+    assert found["nvidia-driver"]["full_version"] == "580.95.05-1.el9" and found["nvidia-driver"]["epoch"] == 3
+    assert found["docker-ce"]["installed"] is False and found["nvidia-driver"]["selection"] is None
+    # dnf's pins: version, version-release, epoch:version-release
+    for pin in ("580.95.05", "580.95.05-1.el9", "3:580.95.05-1.el9"):
+        assert hf.packages_missing(found, ["nvidia-driver"], pin) == [], pin
+    assert hf.packages_missing(found, ["nvidia-driver"], "580.105.08") == ["nvidia-driver"]
+    assert hf.packages_missing(found, ["kmod-nvidia-open", "docker-ce"], "580.95.05") == ["docker-ce"]
+
+
+def test_packages_rpm_failure_names_the_fix():
+    with pytest.raises(hf.HostFactsError, match="rpm -q failed .rc 127.: rpm: not found; is this an RPM host"):
+        hf.installed_packages(hf.LocalFs(), ["x"], manager="rpm", run=lambda argv: (127, "", "rpm: not found"))
+
+
+def test_packages_auto_picks_dpkg_where_its_database_is(tmp_path):
+    status = dpkg_tree(tmp_path)
+    assert hf.installed_packages(hf.LocalFs(), ["docker.io"], dpkg_status=status)["docker.io"]["manager"] == "dpkg"
+    rpm = hf.installed_packages(hf.LocalFs(), ["docker.io"], dpkg_status=str(tmp_path / "none"),
+                                run=lambda argv: (1, "package docker.io is not installed\n", ""))
+    assert rpm["docker.io"]["manager"] == "rpm" and rpm["docker.io"]["installed"] is False
+
+
+def test_packages_unreadable_dpkg_database_names_it(tmp_path):
+    with pytest.raises(hf.HostFactsError, match="could not read dpkg's status database .*none.*package_manager=rpm"):
+        hf.installed_packages(hf.LocalFs(), ["x"], manager="dpkg", dpkg_status=str(tmp_path / "none"))
+
+
+def test_packages_gathered_only_when_asked(tmp_path):
+    params = {"gather": ["packages"], "packages": ["docker.io"], "dpkg_status_path": dpkg_tree(tmp_path)}
+    result = hf.gather(hf.LocalFs(), params)
+    assert result["gathered"] == ["packages"] and result["packages"]["docker.io"]["installed"] is True
+    assert "packages" not in hf.gather(hf.LocalFs(), {"gather": ["files"], "files": []})
+
+
+def test_packages_of_this_machine():
+    """The real dpkg database of the machine the tests run on (Debian): python3 is installed, at dpkg-query's version."""
+    import subprocess
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3"], capture_output=True, text=True, check=True).stdout
+    found = hf.installed_packages(hf.LocalFs(), ["python3"])
+    assert found["python3"]["installed"] is True and found["python3"]["full_version"] == version

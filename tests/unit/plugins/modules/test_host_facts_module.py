@@ -86,3 +86,19 @@ def test_bad_port_fails(capsys, trees):
 def test_unreadable_proc_fails(capsys, tmp_path):
     result = run_module(capsys, {"gather": ["listeners"], "proc_root": str(tmp_path / "nowhere")})
     assert result["rc"] == 1 and "could not read the TCP sockets" in result["msg"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_packages_through_the_module(capsys, tmp_path, check_mode):
+    status = tmp_path / "status"
+    status.write_text("Package: docker.io\nStatus: install ok installed\nArchitecture: amd64\nVersion: 20.10.24+dfsg1-1+b3\n")
+    result = run_module(capsys, {"gather": ["packages"], "packages": ["docker.io", "podman"],
+                                 "dpkg_status_path": str(status)}, check_mode=check_mode)
+    assert result["rc"] == 0 and result["changed"] is False and result["gathered"] == ["packages"]
+    assert result["packages"]["docker.io"]["full_version"] == "20.10.24+dfsg1-1+b3"
+    assert result["packages"]["podman"]["installed"] is False
+
+
+def test_packages_bad_manager_is_refused(capsys, tmp_path):
+    result = run_module(capsys, {"gather": ["packages"], "packages": ["x"], "package_manager": "apt"})
+    assert result["rc"] == 1 and "package_manager" in result["msg"] and "dpkg" in result["msg"]
