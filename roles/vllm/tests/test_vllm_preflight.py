@@ -176,9 +176,13 @@ def _model_check(tmp_path, instances):
     tasks = [t for t in yaml.safe_load(open(os.path.join(REPO, "roles", "vllm", "tasks", "preflight.yml"))) if t["name"] in MODEL_TASKS]
     assert [t["name"] for t in tasks] == list(MODEL_TASKS)
     tasks.append({"name": "Show the recorded paths", "ansible.builtin.debug": {"var": "__vllm_model_paths"}})
+    # the same read says which of vllm_os_packages install_venv.yml must still install (this machine has python3)
+    tasks.append({"name": "Show the OS packages to install", "ansible.builtin.debug": {
+        "msg": "to install: {{ __vllm_host.packages | onprem.llm_serving.packages_missing(vllm_os_packages) }}"}})
     result = run_tasks(tmp_path, tasks, {"__vllm_present": instances, "__vllm_present_shown": instances, "vllm_gpu": False,
                                          "vllm_install_method": "venv", "vllm_base_dir": str(tmp_path / "opt-vllm"),
-                                         "__vllm_container_cli": "/usr/bin/docker"})
+                                         "__vllm_container_cli": "/usr/bin/docker",
+                                         "vllm_os_packages": ["python3", "onprem-no-such-package"]})
     return result, result.stdout + result.stderr
 
 
@@ -205,3 +209,4 @@ def test_preflight_accepts_the_models_and_records_their_revision_directories(tmp
     assert result.returncode == 0, out
     shown = out[out.index("Show the recorded paths"):]
     assert "tiny: %s\n" % revision in shown and "gguf: %s\n" % (models / "tiny.gguf") in shown, shown
+    assert "to install: [''onprem-no-such-package'']" in out, out  # (YAML's quoting of the message)
