@@ -33,7 +33,7 @@ description:
   - V(packages) reads, for each name in O(packages), whether the OS package is installed and its version, from dpkg's
     status database (O(dpkg_status_path), read as text) on Debian and Ubuntu, from C(rpm -q) on RPM hosts. It loads
     no package lists, so a role decides whether its C(ansible.builtin.apt) or C(ansible.builtin.dnf) task must run at
-    all in a fraction of a second (those modules load every list of the host first, seconds per call on a host with a
+    all in a fraction of a second (those modules load every list of the host first, over a second per call on a host with a
     distribution's full archive). The P(onprem.llm_serving.packages_missing#filter) filter names what is still missing.
   - Returns values, not C(ansible_facts), because listeners change by the second; register the result where it is used.
 author:
