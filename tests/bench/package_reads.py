@@ -38,19 +38,16 @@ TASKS = ["apt, installed, state present", "apt, installed, each at its exact ver
 
 
 def playbook(rounds, pinned, held):
+    apt = {"state": "present", "allow_downgrade": True}
     tasks = []
     for n in range(rounds):
         tasks += [
             {"name": "%s (round %d)" % (TASKS[0], n), "ansible.builtin.apt": {"name": PACKAGES, "state": "present"}},
-            {"name": "%s (round %d)" % (TASKS[1], n), "ansible.builtin.apt": {"name": pinned, "state": "present",
-                                                                                "allow_downgrade": True}},
-            {"name": "%s (round %d)" % (TASKS[2], n), "ansible.builtin.apt": {"name": held, "state": "present",
-                                                                                "allow_downgrade": True,
-                                                                                "allow_change_held_packages": True}},
+            {"name": "%s (round %d)" % (TASKS[1], n), "ansible.builtin.apt": dict(apt, name=pinned)},
+            {"name": "%s (round %d)" % (TASKS[2], n), "ansible.builtin.apt": dict(apt, name=held, allow_change_held_packages=True)},
             {"name": "%s (round %d)" % (TASKS[3], n), "ansible.builtin.package_facts": {"manager": "auto"}},
-            {"name": "%s (round %d)" % (TASKS[4], n), "onprem.llm_serving.host_facts": {"gather": ["packages"],
-                                                                                         "packages": PACKAGES},
-             "register": "read"},
+            {"name": "%s (round %d)" % (TASKS[4], n), "register": "read",
+             "onprem.llm_serving.host_facts": {"gather": ["packages"], "packages": PACKAGES}},
             {"name": "Check the read (round %d)" % n, "ansible.builtin.assert": {
                 "that": ["read.packages | onprem.llm_serving.packages_missing(%r) == []" % PACKAGES]}},
         ]
