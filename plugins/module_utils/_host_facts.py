@@ -20,7 +20,8 @@ Private (leading underscore): the API may change between releases.
   (``<sysfs>/devices/system/node/node*/cpulist``; one node holding every online CPU where the kernel has no NUMA).
 * ``installed_packages``: whether named OS packages are installed and at which version, from dpkg's status database
   (``/var/lib/dpkg/status``, read as text) or from ``rpm -q``: what a role needs to decide whether its package
-  manager must run at all (apt and dnf load every package list of the host first, seconds per call on a real host).
+  manager must run at all (apt and dnf load every package list of the host first: over a second per call on a host
+  with a distribution's whole archive, tests/bench/package_reads.py).
   ``packages_missing`` says which of them an install task would still have to install.
 
 Nothing here touches ``AnsibleModule``. ``LocalFs`` is the interface to the host; unit tests point
@@ -463,11 +464,12 @@ def parse_dpkg_status(text, names):
             key, value = line.split(":", 1)
             fields[key] = value.strip()
         name = fields.get("Package")
-        if name not in wanted or fields.get("Status", "").split()[2:3] != ["installed"]:
+        status = fields.get("Status", "").split()
+        if name not in wanted or status[2:3] != ["installed"]:
             continue
         found.setdefault(name, []).append({"version": fields.get("Version", ""), "release": "", "epoch": None,
                                            "arch": fields.get("Architecture", ""), "manager": "dpkg",
-                                           "selection": fields["Status"].split()[0]})
+                                           "selection": status[0]})
     return found
 
 
@@ -485,6 +487,11 @@ def parse_rpm_query(text, names):
                                            "epoch": int(epoch) if epoch.isdigit() else None, "arch": arch,
                                            "manager": "rpm", "selection": None})
     return found
+
+
+def _full_version(entry):
+    """The version a pin names: dpkg's version as apt spells it (epoch included); rpm's version-release."""
+    return entry["version"] if entry["manager"] == "dpkg" else "%s-%s" % (entry["version"], entry["release"])
 
 
 def installed_packages(fs, names, manager="auto", run=None, dpkg_status=DPKG_STATUS):
@@ -514,9 +521,7 @@ def installed_packages(fs, names, manager="auto", run=None, dpkg_status=DPKG_STA
     for name in names:
         entries = found.get(name, [])
         first = entries[0] if entries else {}
-        full = None
-        if entries:
-            full = first["version"] if first["manager"] == "dpkg" else "%s-%s" % (first["version"], first["release"])
+        full = _full_version(first) if entries else None
         result[name] = {"name": name, "installed": bool(entries), "version": first.get("version"),
                         "release": first.get("release"), "epoch": first.get("epoch"), "arch": first.get("arch"),
                         "full_version": full, "selection": first.get("selection"), "manager": manager,
@@ -528,10 +533,10 @@ def _version_matches(package, wanted):
     """Whether an installed package is at ``wanted`` as the package manager would read the pin: apt compares the whole
     version (epoch included; ``*`` and ``?`` as globs, as the apt module allows); dnf accepts version, version-release
     or epoch:version-release."""
+    full = _full_version(package)
     if package["manager"] == "dpkg":
-        candidates = [package["version"]]
+        candidates = [full]
     else:
-        full = "%s-%s" % (package["version"], package["release"])
         candidates = [package["version"], full] + (["%s:%s" % (package["epoch"], full)] if package["epoch"] else [])
     return any(fnmatch.fnmatchcase(candidate, wanted) for candidate in candidates)
 
