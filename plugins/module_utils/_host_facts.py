@@ -31,6 +31,7 @@ the roots at a tree under ``tmp_path`` or swap ``LocalFs`` for a subclass.
 from __future__ import annotations
 
 import fnmatch
+import grp
 import os
 import re
 import socket
@@ -41,7 +42,7 @@ import sys
 NVIDIA_VENDOR = "0x10de"
 GPU_CLASS_PREFIX = "0x03"
 DEFAULT_NVSWITCH_DEVICE_IDS = ("0x1af1", "0x22a3", "0x22a4", "0x2901")
-GATHER_CHOICES = ("gpus", "listeners", "disk", "cpus", "files", "packages")
+GATHER_CHOICES = ("gpus", "listeners", "disk", "cpus", "files", "packages", "groups")
 PACKAGE_MANAGERS = ("auto", "dpkg", "rpm")
 DPKG_STATUS = "/var/lib/dpkg/status"
 # rpm expands the \t and \n escapes of a query format itself
@@ -88,6 +89,10 @@ class LocalFs(object):
 
     def lstat(self, path):
         return os.lstat(path)
+
+    def getgrnam(self, name):
+        """A group through the host's name service (NSS), as getent reads it; KeyError when there is none."""
+        return grp.getgrnam(name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -610,6 +615,21 @@ def cpu_topology(fs, sysfs_root="/sys", proc_root="/proc"):
     return {"online": online, "allowed": allowed, "numa_nodes": nodes}
 
 
+def group_info(fs, names):
+    """Each named group as the host's name service answers (NSS: /etc/group, and LDAP or SSSD where configured, as
+    C(getent group NAME) reads it): whether it exists, its gid and its listed members. One read for the groups a role
+    needs, in the call that reads the rest, where C(ansible.builtin.getent) costs a round trip of its own."""
+    found = {}
+    for name in names:
+        try:
+            entry = fs.getgrnam(name)
+        except KeyError:
+            found[name] = {"name": name, "exists": False, "gid": None, "members": []}
+        else:
+            found[name] = {"name": name, "exists": True, "gid": entry.gr_gid, "members": sorted(entry.gr_mem)}
+    return found
+
+
 # ---------------------------------------------------------------------------------------------
 # Everything the module asks for
 # ---------------------------------------------------------------------------------------------
@@ -640,4 +660,6 @@ def gather(fs, params, byteorder=sys.byteorder, run=None):
     if "packages" in wanted:
         result["packages"] = installed_packages(fs, params.get("packages") or [], params.get("package_manager") or "auto",
                                                 run, params.get("dpkg_status_path") or DPKG_STATUS)
+    if "groups" in wanted:
+        result["groups"] = group_info(fs, params.get("groups") or [])
     return result

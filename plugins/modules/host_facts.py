@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: host_facts
-short_description: Read NVIDIA PCI devices, listening TCP ports with their owners, free disk space, CPUs and paths
+short_description: Read NVIDIA PCI devices, listening TCP ports with their owners, free disk space, CPUs, paths, packages and groups
 version_added: "0.1.0"
 description:
   - Read-only host discovery that the roles of this collection share, in place of shell loops over sysfs and of
@@ -35,6 +35,8 @@ description:
     no package lists, so a role decides whether its C(ansible.builtin.apt) or C(ansible.builtin.dnf) task must run at
     all in a fraction of a second (those modules load every list of the host first, over a second per call on a host with a
     distribution's full archive). The P(onprem.llm_serving.packages_missing#filter) filter names what is still missing.
+  - V(groups) reads, for each name in O(groups), whether the group exists, its gid and its listed members, through the
+    host's name service (NSS, as C(getent group) reads it, LDAP or SSSD included where configured).
   - Returns values, not C(ansible_facts), because listeners change by the second; register the result where it is used.
 author:
   - onprem.llm_serving maintainers (@onprem)
@@ -52,11 +54,11 @@ options:
   gather:
     description:
       - The parts to read. V(gpus) returns RV(gpus), RV(nvswitches) and RV(pci_devices_path); V(listeners) returns
-        RV(listeners); V(disk) returns RV(disk); V(cpus) returns RV(cpus), V(files) returns RV(files) and V(packages)
-        returns RV(packages) (these three only when named).
+        RV(listeners); V(disk) returns RV(disk); V(cpus) returns RV(cpus), V(files) returns RV(files), V(packages)
+        returns RV(packages) and V(groups) returns RV(groups) (these four only when named).
     type: list
     elements: str
-    choices: [gpus, listeners, disk, cpus, files, packages]
+    choices: [gpus, listeners, disk, cpus, files, packages, groups]
     default: [gpus, listeners, disk]
   sysfs_root:
     description:
@@ -106,6 +108,12 @@ options:
   packages:
     description:
       - OS package names to read for V(packages). RV(packages) is keyed by each name exactly as given.
+    type: list
+    elements: str
+    default: []
+  groups:
+    description:
+      - Group names to read for V(groups). RV(groups) is keyed by each name exactly as given.
     type: list
     elements: str
     default: []
@@ -185,6 +193,16 @@ EXAMPLES = r"""
   when: >-
     __pkgs.packages | onprem.llm_serving.packages_missing(['nvidia-container-toolkit', 'nvidia-container-toolkit-base'],
     '1.17.8-1') | length > 0
+
+- name: Which of the GPU device groups exist here (one read, as getent group would answer)
+  onprem.llm_serving.host_facts:
+    gather: [groups]
+    groups: [video, render]
+  register: __groups
+
+- name: The service account joins those that exist
+  ansible.builtin.debug:
+    msg: "{{ __groups.groups | dict2items | selectattr('value.exists') | map(attribute='key') | list }}"
 
 - name: A test against a fake sysfs tree
   onprem.llm_serving.host_facts:
@@ -322,6 +340,27 @@ packages:
       selection: hold
       manager: dpkg
       instances: [{version: 1.17.8-1, release: "", epoch: null, arch: amd64, manager: dpkg, selection: hold}]
+groups:
+  description: One entry per name of O(groups), keyed by the name exactly as given.
+  returned: when O(gather) contains V(groups)
+  type: dict
+  contains:
+    name:
+      description: The name as given.
+      type: str
+    exists:
+      description: Whether the host's name service knows the group.
+      type: bool
+    gid:
+      description: The group's id; null when it does not exist.
+      type: int
+    members:
+      description: The members the group lists (sorted; users whose primary group it is are not listed, as in getent).
+      type: list
+      elements: str
+  sample:
+    video: {name: video, exists: true, gid: 44, members: []}
+    render: {name: render, exists: false, gid: null, members: []}
 pci_devices_path:
   description: The directory PCI devices were read from.
   returned: when O(gather) contains V(gpus)
@@ -502,6 +541,7 @@ ARGUMENT_SPEC = dict(
     paths=dict(type="list", elements="str", default=[]),
     files=dict(type="list", elements="str", default=[]),
     packages=dict(type="list", elements="str", default=[]),
+    groups=dict(type="list", elements="str", default=[]),
     package_manager=dict(type="str", choices=list(hf.PACKAGE_MANAGERS), default="auto"),
     dpkg_status_path=dict(type="path", default=hf.DPKG_STATUS),
 )

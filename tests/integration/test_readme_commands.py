@@ -176,6 +176,8 @@ def test_make_lab_serves_and_a_rerun_changes_nothing(converged, tmp_path):
     assert set(counts) == set(HOSTS)
     assert all(c["changed"] == 0 and c["failed"] == 0 for c in counts.values()), counts
     assert counted(capture, "the re-run") == {host: [] for host in HOSTS}
+    # the facts are gathered once per run, by the preflight (README, "Deploy speed and fleets"): no later play gathers
+    assert "Gathering Facts" not in again.stdout and "Gather the minimal, virtualisation and network facts" in again.stdout
 
 
 @needs_lab

@@ -150,3 +150,25 @@ def test_the_provided_certificate_and_key_are_written_once_root_only_and_never_s
     assert pem.read_text() == cert + "\n" + key + "\n"
     assert oct(os.stat(pem).st_mode & 0o777) == "0o600" and oct(os.stat(pem.parent).st_mode & 0o777) == "0o700"
     assert "changed=1" in first.stdout and "changed=0" in again.stdout      # written once, then left alone
+
+
+def _install_tasks(tmp_path, **variables):
+    """tasks/install.yml as it is, against this machine (make setup installs haproxy and openssl from Debian's packages):
+    the package read finds both, so nothing is installed and no `haproxy -v` runs."""
+    with open(os.path.join(ROLE, "tasks", "install.yml"), encoding="utf-8") as handle:
+        tasks = yaml.safe_load(handle)
+    role_vars = yaml.safe_load(open(os.path.join(ROLE, "vars", "main.yml"), encoding="utf-8"))
+    wanted = {k: role_vars[k] for k in ("__gateway_packages", "__gateway_haproxy_min_version")}
+    return role_templates.run_tasks(tmp_path, tasks, dict(wanted, **variables))
+
+
+def test_the_haproxy_version_comes_from_the_package_read_and_an_old_one_is_refused(tmp_path):
+    version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "haproxy"], capture_output=True, text=True, check=True).stdout
+    result = _install_tasks(tmp_path)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 0, out[-3000:]
+    assert "skipping: [localhost]" in result.stdout and "Read the HAProxy version of a package just installed" in out
+    refused = _install_tasks(tmp_path, __gateway_haproxy_min_version="99.0")
+    out = " ".join((refused.stdout + refused.stderr).split())
+    assert refused.returncode != 0, out[-3000:]
+    assert "HAProxy 99.0 or newer is needed" in out and "the installed haproxy package is %s" % version in out, out[-3000:]

@@ -14,6 +14,7 @@ import grp
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -134,3 +135,19 @@ def test_a_source_spelled_with_extra_slashes_is_measured_the_same(tmp_path):
     assert found, out
     assert found["plan"][0]["sizes"] == {r: len(d) for r, d in FILES.items()}
     assert found["bytes"] == sum(len(d) for d in FILES.values())
+
+
+def test_a_missing_group_and_a_full_disk_are_refused_before_any_copy(tmp_path):
+    """The plan's one host read also answers whether models_group exists and how much models_root's file system has
+    free (its nearest existing parent's, before the first run creates it): each refusal names the value and the fix."""
+    models = sources(tmp_path)
+    _found, out = plan(tmp_path, models, models_group="no-such-group-onprem")
+    assert "Group no-such-group-onprem (models_group) does not exist on localhost" in out, out
+    assert "Run the common role first" in out
+    free = shutil.disk_usage(tmp_path).free
+    _found, out = plan(tmp_path, models, models_disk_headroom_mb=free // 1048576 + 1024)
+    assert "Not enough disk space on localhost to stage the models under %s" % (tmp_path / "root") in out, out
+    assert "lower models_disk_headroom_mb" in out
+    assert not (tmp_path / "root").exists()
+    found, out = plan(tmp_path, models, models_disk_headroom_mb=0)
+    assert found and found["bytes"] == sum(len(d) for d in FILES.values()) + len(GGUF), out

@@ -692,3 +692,38 @@ def test_packages_of_this_machine():
     version = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3"], capture_output=True, text=True, check=True).stdout
     found = hf.installed_packages(hf.LocalFs(), ["python3"])
     assert found["python3"]["installed"] is True and found["python3"]["full_version"] == version
+
+
+# ---------------------------------------------------------------------------------------------
+# groups
+# ---------------------------------------------------------------------------------------------
+
+class GroupsFs(hf.LocalFs):
+    """The name service of a host with a video group (two members) and no render group."""
+
+    def getgrnam(self, name):
+        import grp
+        if name == "video":
+            return grp.struct_group(("video", "x", 44, ["ollama", "alice"]))
+        raise KeyError("getgrnam(): name not found: %r" % name)
+
+
+def test_groups_exist_gid_and_members():
+    found = hf.group_info(GroupsFs(), ["video", "render"])
+    assert found == {"video": {"name": "video", "exists": True, "gid": 44, "members": ["alice", "ollama"]},
+                     "render": {"name": "render", "exists": False, "gid": None, "members": []}}
+
+
+def test_groups_gathered_only_when_asked():
+    result = hf.gather(GroupsFs(), {"gather": ["groups", "files"], "groups": ["video"], "files": []})
+    assert result["gathered"] == ["files", "groups"] and result["groups"]["video"]["exists"] is True
+    assert "groups" not in hf.gather(GroupsFs(), {"gather": ["files"], "files": [], "groups": ["video"]})
+
+
+def test_groups_of_this_machine():
+    """The real name service of the machine the tests run on: root's group is gid 0, as getent says."""
+    import subprocess
+    line = subprocess.run(["getent", "group", "root"], capture_output=True, text=True, check=True).stdout.strip()
+    found = hf.group_info(hf.LocalFs(), ["root", "no-such-group-onprem"])
+    assert found["root"]["exists"] is True and found["root"]["gid"] == int(line.split(":")[2]) == 0
+    assert found["no-such-group-onprem"]["exists"] is False

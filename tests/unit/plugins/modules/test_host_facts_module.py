@@ -102,3 +102,13 @@ def test_packages_through_the_module(capsys, tmp_path, check_mode):
 def test_packages_bad_manager_is_refused(capsys, tmp_path):
     result = run_module(capsys, {"gather": ["packages"], "packages": ["x"], "package_manager": "apt"})
     assert result["rc"] == 1 and "package_manager" in result["msg"] and "dpkg" in result["msg"]
+
+
+@pytest.mark.parametrize("check_mode", [False, True])
+def test_groups_through_the_module(capsys, check_mode):
+    """This machine's name service: root exists with gid 0, a made-up name does not."""
+    result = run_module(capsys, {"gather": ["groups"], "groups": ["root", "no-such-group-onprem"]}, check_mode=check_mode)
+    assert result["rc"] == 0 and result["changed"] is False and result["gathered"] == ["groups"]
+    assert result["groups"]["root"]["exists"] is True and result["groups"]["root"]["gid"] == 0
+    assert result["groups"]["no-such-group-onprem"] == {"name": "no-such-group-onprem", "exists": False, "gid": None,
+                                                        "members": []}
