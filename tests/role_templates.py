@@ -70,6 +70,30 @@ def run_role(tmp_path, role, tags, extra_vars, verbosity=None, timeout=300):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def run_role_cases(tmp_path, role, tags, cases, verbosity=None, timeout=600):
+    """One ansible-playbook run of a role for many variable sets: each set is an inventory host of its own (case0,
+    case1, ...; connection local, this machine), its variables the host's. A host that fails stops alone; the others go
+    on (one controller start and role load for every case, where run_role pays them per case). Returns the process and,
+    per case, the messages of the tasks that failed on its host (empty when it passed), through the test callback
+    tests/callbacks/host_failures.py. Role variables (vars/main.yml) win over host variables: the sets name the role's
+    public variables only, which its vars/main.yml never sets."""
+    hosts = {"case%d" % i: dict(case, ansible_connection="local", ansible_python_interpreter=sys.executable)
+             for i, case in enumerate(cases)}
+    (tmp_path / "inventory.json").write_text(json.dumps({"all": {"hosts": hosts}}))
+    (tmp_path / "play.yml").write_text("- hosts: all\n  gather_facts: false\n  roles:\n    - role: onprem.llm_serving.%s\n" % role)
+    failures = tmp_path / "failures.json"
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false",
+               ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "tests", "callbacks"),
+               ANSIBLE_CALLBACKS_ENABLED="onprem.llm_serving.preload,host_failures", HOST_FAILURES_FILE=str(failures))
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook")] + ([verbosity] if verbosity else [])
+                          + ["-i", str(tmp_path / "inventory.json"), str(tmp_path / "play.yml"), "--tags", tags],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    if not failures.exists():
+        raise AssertionError("the run wrote no %s (did the host_failures callback load?): %s" % (failures, (proc.stdout + proc.stderr)[-3000:]))
+    found = json.loads(failures.read_text())
+    return proc, [" ".join(" ".join(f["msg"] for f in found.get("case%d" % i, [])).split()) for i in range(len(cases))]
+
+
 def run_tasks(tmp_path, tasks, variables, env_extra=None):
     """Tasks taken from the role's files as they are, in a play against this machine (connection local), with the
     role's variables they read; returns the CompletedProcess."""
