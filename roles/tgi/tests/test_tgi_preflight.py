@@ -17,7 +17,7 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from role_templates import run_role as run_role_tags, run_tasks  # noqa: E402  pylint: disable=wrong-import-position
+from role_templates import run_role as run_role_tags, run_role_cases, run_tasks  # noqa: E402  pylint: disable=wrong-import-position
 GOOD = {"name": "bloom", "model_id": "/srv/llm/models/bloom", "api_key": "do-not-print-me"}
 
 
@@ -25,7 +25,7 @@ def run_role(tmp_path, **extra_vars):
     return run_role_tags(tmp_path, "tgi", "tgi_preflight", extra_vars, verbosity="-v")
 
 
-@pytest.mark.parametrize("extra, expect", [
+REFUSALS = [
     ({"tgi_instances": [dict(GOOD, port=0)]}, ["instance bloom in tgi_instances is invalid", "port 1-65535 (got 0)"]),
     ({"tgi_instances": [dict(GOOD, graceful_termination_timeout=-5)]}, ["graceful_termination_timeout seconds >= 0 (got -5)"]),
     ({"tgi_instances": [dict(GOOD, extra_args=["--api-key=do-not-print-me"])]},
@@ -36,20 +36,13 @@ def run_role(tmp_path, **extra_vars):
     ({"tgi_instances": [dict(GOOD, api_key="do-not-print-me\\n")]},
      ["tgi_env / tgi_instances[bloom] (env, api_key): the value of API_KEY has a newline, quote"]),
     ({"tgi_tasks_max": "lots", "tgi_instances": [GOOD]}, ["tgi_tasks_max a number (got lots)"]),
-])
-def test_preflight_refuses_without_printing_the_key(tmp_path, extra, expect):
-    result = run_role(tmp_path, **extra)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
-    for text in expect:
-        assert text in out, out
-    assert "do-not-print-me" not in out
+]
 
 
 OTLP_WHERE = "otlp_endpoint (tgi_instances[bloom].otlp_endpoint, or tgi_otlp_endpoint for every instance)"
 
 
-@pytest.mark.parametrize("extra, expect", [
+REFUSALS += [
     ({"tgi_otlp_endpoint": "otel.example:4317", "tgi_instances": [GOOD]},
      ["instance bloom: " + OTLP_WHERE + ' is "otel.example:4317"', "http://HOST:PORT", 'set it to "" to turn tracing off']),
     ({"tgi_instances": [dict(GOOD, otlp_endpoint="grpc://otel.example:4317")]}, [OTLP_WHERE + ' is "grpc://otel.example:4317"']),
@@ -70,14 +63,28 @@ OTLP_WHERE = "otlp_endpoint (tgi_instances[bloom].otlp_endpoint, or tgi_otlp_end
      ["OTLP_ENDPOINT in env (tgi_env or tgi_instances[bloom].env) sets the collector too"]),
     ({"tgi_otlp_endpoint": "http://otel.example:4317", "tgi_instances": [dict(GOOD, otlp_service_name="a", env={"OTLP_SERVICE_NAME": "b"})]},
      ["OTLP_SERVICE_NAME in env (tgi_env or tgi_instances[bloom].env) sets the service name too"]),
-])
-def test_preflight_refuses_bad_opentelemetry_settings(tmp_path, extra, expect):
-    result = run_role(tmp_path, **extra)
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
+]
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory):
+    """Every refusal case above in one ansible-playbook run (-v), each case an inventory host of its own
+    (run_role_cases): the same preflight, one controller start instead of one per case."""
+    return run_role_cases(tmp_path_factory.mktemp("refusals"), "tgi", "tgi_preflight", [extra for extra, _expect in REFUSALS],
+                          verbosity="-v")
+
+
+@pytest.mark.parametrize("index", range(len(REFUSALS)), ids=lambda i: "case%d" % i)
+def test_preflight_refuses_without_printing_the_key(refusals, index):
+    """Each bad value is refused, by a message that names it and the fix; the key is in every case's instance and is
+    never printed, in the whole run's output at -v."""
+    proc, messages = refusals
+    extra, expect = REFUSALS[index]
+    out = messages[index]
+    assert out, "case%d (%s) was not refused: %s" % (index, extra, (proc.stdout + proc.stderr)[-3000:])
     for text in expect:
         assert text in out, out
-    assert "do-not-print-me" not in out
+    assert "do-not-print-me" not in proc.stdout + proc.stderr
 
 
 def test_preflight_accepts_opentelemetry_settings(tmp_path):
