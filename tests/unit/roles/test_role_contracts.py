@@ -109,12 +109,15 @@ DYNAMIC_INCLUDES = {"ansible.builtin.include_tasks", "include_tasks", "ansible.b
 
 
 def bare_tagged_includes(tasks):
-    """Names of the tagged dynamic includes that do not pass their tags on with apply:."""
+    """Names of the tagged dynamic includes that do not pass their tags on with apply:. An include tagged always
+    alone is not one: it runs under every --tags, and the included tasks' own tags select them (playbooks/engines.yml
+    includes each engine's role so, as `roles:` did)."""
     bad = []
     for task in _walk_tasks(tasks):
         for key in DYNAMIC_INCLUDES & set(task):
             args = task[key]
-            if task.get("tags") and not (isinstance(args, dict) and (args.get("apply") or {}).get("tags")):
+            tags = task.get("tags")
+            if tags and tags not in (["always"], "always") and not (isinstance(args, dict) and (args.get("apply") or {}).get("tags")):
                 bad.append(task.get("name", key))
     return bad
 
@@ -134,5 +137,7 @@ def test_the_tag_contract_rejects_a_bare_tagged_include():
         {"name": "applied", "ansible.builtin.include_tasks": {"file": "y.yml", "apply": {"tags": ["t"]}}, "tags": ["t"]},
         {"name": "untagged", "ansible.builtin.include_tasks": "y.yml"},
         {"name": "static", "ansible.builtin.import_tasks": "y.yml", "tags": ["t"]},
+        {"name": "always", "ansible.builtin.include_role": {"name": "r"}, "tags": ["always"]},
+        {"name": "always and more", "ansible.builtin.include_role": {"name": "r"}, "tags": ["always", "t"]},
     ]}]
-    assert bare_tagged_includes(play) == ["bare", "nested bare"]
+    assert bare_tagged_includes(play) == ["bare", "nested bare", "always and more"]
