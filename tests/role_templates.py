@@ -58,16 +58,21 @@ def exec_start(unit):
     return shlex.split(line[len("ExecStart="):])
 
 
+def ansible_playbook(args, env_extra=None, verbosity=None, timeout=300):
+    """ansible-playbook of this venv from the repository root with its ansible.cfg, no colour; returns the
+    CompletedProcess (every role-test run goes through here)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", **(env_extra or {}))
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook")] + ([verbosity] if verbosity else [])
+                          + list(args), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 def run_role(tmp_path, role, tags, extra_vars, verbosity=None, timeout=300):
     """ansible-playbook with one role of the collection against localhost (connection local, no become), the extra vars
     from a JSON file, only the given tags; returns the CompletedProcess (the role tests' preflight runs)."""
     (tmp_path / "play.yml").write_text("- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: onprem.llm_serving.%s\n" % role)
     (tmp_path / "vars.json").write_text(json.dumps(extra_vars))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false")
-    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook")] + ([verbosity] if verbosity else [])
-                          + ["-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"),
-                             "--tags", tags],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return ansible_playbook(["-i", "localhost,", "-c", "local", str(tmp_path / "play.yml"), "-e", "@" + str(tmp_path / "vars.json"),
+                             "--tags", tags], {"ANSIBLE_INJECT_FACT_VARS": "false"}, verbosity, timeout)
 
 
 def run_role_cases(tmp_path, role, tags, cases, verbosity=None, timeout=600):
@@ -82,12 +87,10 @@ def run_role_cases(tmp_path, role, tags, cases, verbosity=None, timeout=600):
     (tmp_path / "inventory.json").write_text(json.dumps({"all": {"hosts": hosts}}))
     (tmp_path / "play.yml").write_text("- hosts: all\n  gather_facts: false\n  roles:\n    - role: onprem.llm_serving.%s\n" % role)
     failures = tmp_path / "failures.json"
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_INJECT_FACT_VARS="false",
-               ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "tests", "callbacks"),
-               ANSIBLE_CALLBACKS_ENABLED="onprem.llm_serving.preload,host_failures", HOST_FAILURES_FILE=str(failures))
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook")] + ([verbosity] if verbosity else [])
-                          + ["-i", str(tmp_path / "inventory.json"), str(tmp_path / "play.yml"), "--tags", tags],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = ansible_playbook(["-i", str(tmp_path / "inventory.json"), str(tmp_path / "play.yml"), "--tags", tags],
+                            {"ANSIBLE_INJECT_FACT_VARS": "false", "ANSIBLE_CALLBACK_PLUGINS": os.path.join(ROOT, "tests", "callbacks"),
+                             "ANSIBLE_CALLBACKS_ENABLED": "onprem.llm_serving.preload,host_failures", "HOST_FAILURES_FILE": str(failures)},
+                            verbosity, timeout)
     if not failures.exists():
         raise AssertionError("the run wrote no %s (did the host_failures callback load?): %s" % (failures, (proc.stdout + proc.stderr)[-3000:]))
     found = json.loads(failures.read_text())
@@ -101,9 +104,7 @@ def run_tasks(tmp_path, tasks, variables, env_extra=None):
     play = [{"hosts": "localhost", "gather_facts": False, "vars": dict(variables, ansible_python_interpreter=sys.executable),
              "tasks": [{"ansible.builtin.include_tasks": str(tmp_path / "tasks.yml")}]}]
     (tmp_path / "play.yml").write_text(json.dumps(play))
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1", **(env_extra or {}))
-    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           str(tmp_path / "play.yml")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return ansible_playbook(["-i", "localhost,", "-c", "local", str(tmp_path / "play.yml")], env_extra)
 
 
 VLLM_PYTHON = os.environ.get("LLM_TEST_VLLM_PYTHON", os.path.join(ROOT, ".cache", "vllm-venv", "bin", "python"))

@@ -157,8 +157,8 @@ def _install_tasks(tmp_path, **variables):
     the package read finds both, so nothing is installed and no `haproxy -v` runs."""
     with open(os.path.join(ROLE, "tasks", "install.yml"), encoding="utf-8") as handle:
         tasks = yaml.safe_load(handle)
-    role_vars = yaml.safe_load(open(os.path.join(ROLE, "vars", "main.yml"), encoding="utf-8"))
-    wanted = {k: role_vars[k] for k in ("__gateway_packages", "__gateway_haproxy_min_version")}
+    layered = role_templates.role_vars(ROLE, {}, {})
+    wanted = {k: layered[k] for k in ("__gateway_packages", "__gateway_haproxy_min_version")}
     return role_templates.run_tasks(tmp_path, tasks, dict(wanted, **variables))
 
 

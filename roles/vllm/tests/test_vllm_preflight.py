@@ -98,8 +98,7 @@ REFUSALS += [
 def refusals(tmp_path_factory):
     """Every refusal case above in one ansible-playbook run, each case an inventory host of its own (run_role_cases):
     the same preflight, one controller start instead of one per case."""
-    return run_role_cases(tmp_path_factory.mktemp("refusals"), "vllm", "vllm_preflight",
-                          [dict(extra, ansible_python_interpreter=sys.executable) for extra, _expect in REFUSALS])
+    return run_role_cases(tmp_path_factory.mktemp("refusals"), "vllm", "vllm_preflight", [extra for extra, _expect in REFUSALS])
 
 
 @pytest.mark.parametrize("index", range(len(REFUSALS)), ids=lambda i: "case%d" % i)
