@@ -11,6 +11,7 @@ fakes. Returns plain data; raises the typed errors of _llm_http.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 
@@ -39,6 +40,19 @@ READY_PROBE = {
     "auto": "/v1/models",
     "tgi": "/health",
     "ollama": "/api/version",
+}
+# where each protocol lists its models (resolve_model names it in its errors)
+MODELS_PATH = {
+    "openai": "/v1/models",
+    "ollama": "/api/tags",
+    "tgi": "/info",
+}
+# a read-only route that needs the key where a key is needed (a gateway door asks it for every route; TGI's /info may
+# be closed by a door's allow-list, its /v1/models is not)
+KEYED_PATH = {
+    "openai": "/v1/models",
+    "ollama": "/api/tags",
+    "tgi": "/v1/models",
 }
 VLLM_METRICS = (
     "vllm:prefix_cache_queries_total",
@@ -120,6 +134,22 @@ def wait_ready(client, path, deadline_s, sleep=time.sleep, monotonic=time.monoto
                                    "or check the engine's service and log." % (elapsed, attempts, last.meaning), last.status, last.body)
         sleep(delay)
         delay = min(delay * 2, max_delay)
+
+
+def refuse_without_key(client, path):
+    """GET ``path`` once without the client's API key and require HTTP 401: the endpoint (a gateway's door, an engine
+    started with its key) refuses a request that carries none. Anything else raises LlmAuthError naming what answered."""
+    if not client.api_key:
+        raise LlmError("refused_without_key needs api_key: the check compares an answer without the key with the answers with it")
+    anonymous = copy.copy(client)
+    anonymous.api_key = None
+    anonymous.extra_headers = dict((k, v) for k, v in client.extra_headers.items() if k.lower() != "authorization")
+    resp = anonymous.request("GET", path)
+    if resp.status != 401:
+        raise LlmAuthError("GET", client.url_for(path),
+                           "answered without an API key, where HTTP 401 was expected: anyone who reaches this address is served "
+                           "(refused_without_key). Serve it through the gateway's door, or start the engine with its API key.",
+                           resp.status, resp.body)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +516,7 @@ class EndpointChecker(object):
         return modes
 
     def run(self, engine="auto", model=None, apis=None, streaming="both", prompt="Hello", max_tokens=32, min_tokens=8, ignore_eos=False,
-            ready_timeout=600.0, collect_metrics=True, watch=None):
+            ready_timeout=600.0, collect_metrics=True, watch=None, refused_without_key=False):
         modes = self.plan(engine, apis, streaming)
         # engine=auto: the server answering at all (even 404: not an OpenAI route) means it is up; detection follows.
         also = (404, 405) if engine == "auto" else ()
@@ -497,9 +527,10 @@ class EndpointChecker(object):
             info, _resp = self.client.call_json("GET", "/info")
             version = str(info.get("version", ""))
             server = "tgi"
+        if refused_without_key:
+            refuse_without_key(self.client, KEYED_PATH[protocol])
         served = served_models(self.client, protocol, info)
-        model_name = resolve_model(model, served, protocol, self.client.url_for(
-            {"openai": "/v1/models", "ollama": "/api/tags", "tgi": "/info"}[protocol]))
+        model_name = resolve_model(model, served, protocol, self.client.url_for(MODELS_PATH[protocol]))
         use_apis = [a for a in (apis or APIS[protocol]) if a in APIS[protocol]]
         if not use_apis:
             raise LlmError("none of apis %s is an API of the detected engine %s (%s); choose from %s"
@@ -544,4 +575,5 @@ class EndpointChecker(object):
         return result
 
 
-__all__ = ["EndpointChecker", "LlmAuthError", "LlmGenerationError", "LlmNotReadyError", "wait_ready", "detect_engine", "resolve_model"]
+__all__ = ["EndpointChecker", "LlmAuthError", "LlmGenerationError", "LlmNotReadyError", "wait_ready", "detect_engine", "resolve_model",
+           "refuse_without_key"]

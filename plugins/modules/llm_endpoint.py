@@ -93,6 +93,13 @@ options:
       - A unit this host does not know is not watched, nor one on a host where systemd does not answer (a warning says so).
         Leave it unset when the module runs on another host than the engine.
     type: str
+  refused_without_key:
+    description:
+      - Once the endpoint is ready, also send one C(GET) without O(api_key) to a read-only route (C(/v1/models) for V(openai)
+        and V(tgi), C(/api/tags) for V(ollama)) and fail unless it answers HTTP 401, before any generation: proves that a
+        gateway's door, or an engine started with its key, refuses a request without one. Needs O(api_key).
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -128,6 +135,14 @@ EXAMPLES = r"""
     max_tokens: 16
   delegate_to: localhost
   register: smoke
+
+- name: Prove a gateway door refuses a request without a key, then generate through it with one
+  onprem.llm_serving.llm_endpoint:
+    url: https://127.0.0.1:8443
+    engine: openai
+    api_key: "{{ gateway_api_keys[0].key }}"
+    refused_without_key: true
+    validate_certs: false
 
 - name: TGI behind a TLS proxy with a private CA
   onprem.llm_serving.llm_endpoint:
@@ -260,6 +275,7 @@ def argument_spec():
         ready_timeout=dict(type="float", default=600.0),
         collect_metrics=dict(type="bool", default=True),
         unit=dict(type="str"),
+        refused_without_key=dict(type="bool", default=False),
     )
     return spec
 
@@ -270,6 +286,9 @@ def main():
     if p["min_tokens"] > p["max_tokens"]:
         module.fail_json(msg="min_tokens (%d) is larger than max_tokens (%d): no generation could pass; lower min_tokens or raise max_tokens"
                          % (p["min_tokens"], p["max_tokens"]))
+    if p["refused_without_key"] and not p["api_key"]:
+        module.fail_json(msg="llm_endpoint %s: refused_without_key is true but api_key is not set: the check sends one request without "
+                         "the key and the others with it; set api_key, or refused_without_key: false" % p["url"])
     watch = None
     if p["unit"]:
         try:
@@ -282,7 +301,7 @@ def main():
         result = EndpointChecker(client).run(
             engine=p["engine"], model=p["model"], apis=p["apis"], streaming=p["streaming"], prompt=p["prompt"], max_tokens=p["max_tokens"],
             min_tokens=p["min_tokens"], ignore_eos=p["ignore_eos"], ready_timeout=p["ready_timeout"], collect_metrics=p["collect_metrics"],
-            watch=watch)
+            watch=watch, refused_without_key=p["refused_without_key"])
     except LlmError as exc:
         module.fail_json(msg="llm_endpoint %s (engine=%s, model=%s): %s" % (p["url"], p["engine"], p["model"], exc))
     except Exception as exc:  # unexpected: keep the traceback for a bug report

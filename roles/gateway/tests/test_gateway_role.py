@@ -172,3 +172,57 @@ def test_the_haproxy_version_comes_from_the_package_read_and_an_old_one_is_refus
     out = " ".join((refused.stdout + refused.stderr).split())
     assert refused.returncode != 0, out[-3000:]
     assert "HAProxy 99.0 or newer is needed" in out and "the installed haproxy package is %s" % version in out, out[-3000:]
+
+
+def test_the_smoke_fails_a_door_that_serves_without_a_key_names_it_and_never_shows_the_key(tmp_path):
+    """tasks/smoke.yml as it is, against a stand-in 'door' on this machine that answers 200 to everything, with or without
+    a key (what a door would do if its key check were lost): the smoke fails on the request without a key, before any
+    generation, names the door and its port and where to look, and the key shows nowhere, even at -vvv."""
+    import http.server  # pylint: disable=import-outside-toplevel
+    import ssl  # pylint: disable=import-outside-toplevel
+    import threading  # pylint: disable=import-outside-toplevel
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                    "-subj", "/CN=door-test", "-keyout", str(tmp_path / "key.pem"), "-out", str(tmp_path / "cert.pem")],
+                   check=True, capture_output=True)
+    seen = []
+
+    class Open(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802  pylint: disable=invalid-name
+            seen.append((self.command, self.path, self.headers.get("Authorization")))
+            body = json.dumps({"version": "0.5.4", "models": [{"name": "tiny:latest"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Open)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with open(os.path.join(ROLE, "tasks", "smoke.yml"), encoding="utf-8") as handle:
+            tasks = yaml.safe_load(handle)
+        door = {"name": "edge", "engine": "ollama", "port": server.server_port, "bind_address": "127.0.0.1", "model": "tiny:latest",
+                "health_path": "/api/version"}
+        variables = {"gateway_smoke": True, "gateway_api_keys": [{"name": "alice", "key": KEY}], "gateway_runtime_socket": "/run/gw.sock",
+                     "__gateway_plan": {"doors": [door]}, "gateway_tls_self_signed": True, "gateway_curl_host": "127.0.0.1"}
+        result = role_templates.run_tasks(tmp_path, tasks, variables, env_extra={"ANSIBLE_VERBOSITY": "3"})
+    finally:
+        server.shutdown()
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, out[-3000:]
+    assert ("gateway on localhost: door edge (port %d): llm_endpoint https://127.0.0.1:%d (engine=ollama, model=tiny:latest): "
+            "GET https://127.0.0.1:%d/api/tags returned HTTP 200: answered without an API key, where HTTP 401 was expected"
+            % ((server.server_port,) * 3)) in out, out[-3000:]
+    assert "the first key of gateway_api_keys (alice): a 503 means no replica passed its health check (/api/version)" in out
+    assert "socat stdio /run/gw.sock" in out
+    assert ("GET", "/api/tags", None) in seen and not [s for s in seen if s[0] == "POST"]  # refused before any generation
+    assert KEY not in out and KEY[:20] not in out

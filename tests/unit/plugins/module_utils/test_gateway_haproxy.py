@@ -24,6 +24,8 @@ import time
 import pytest
 
 from ansible_collections.onprem.llm_serving.plugins.module_utils import _gateway as gw
+from ansible_collections.onprem.llm_serving.plugins.module_utils import _llm_endpoint as endpoint
+from ansible_collections.onprem.llm_serving.plugins.module_utils import _llm_http as llm_http
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 KEY = "right-key-" + "k" * 30
@@ -237,6 +239,18 @@ def test_every_route_with_no_key_a_wrong_key_and_the_right_key(gateway, door, pa
             assert status == 200 and json.loads(body)["path"] == path
         else:
             assert status == 403 and b"not open at the gateway" in body
+
+
+def test_llm_endpoints_refused_without_key_passes_at_a_door_and_fails_at_the_engine_behind_it(gateway):
+    """What the gateway's smoke asks of each door (llm_endpoint refused_without_key), against the real HAProxy: the door
+    answers 401 to the request without the key; the engine behind it, reached directly, serves it, and the check says so."""
+    for door, path in (("vllm", "/v1/models"), ("ollama", "/api/tags")):
+        client = llm_http.HttpClient("https://127.0.0.1:%d" % gateway["ports"][door], api_key=KEY, validate_certs=False)
+        endpoint.refuse_without_key(client, path)
+        assert client.call("GET", path).status == 200  # the same client, with its key
+    behind = llm_http.HttpClient("http://127.0.0.1:%d" % gateway["engines"]["ollama"].server_port, api_key=KEY)
+    with pytest.raises(llm_http.LlmAuthError, match=r"/api/tags returned HTTP 200: answered without an API key"):
+        endpoint.refuse_without_key(behind, "/api/tags")
 
 
 @pytest.mark.parametrize("path", TRICKS)

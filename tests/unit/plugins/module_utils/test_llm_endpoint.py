@@ -24,11 +24,14 @@ class FakeClient(object):
     Stream chunks arrive 10 ms apart on the fake clock.
     """
 
-    def __init__(self, routes, api_key=None):
+    def __init__(self, routes, api_key=None, keyless=None):
         self.routes = dict((k, list(v) if isinstance(v, Seq) else [v]) for k, v in routes.items())
+        self.keyless = dict(keyless or {})  # answers to a request sent without a key, where they differ
         self.api_key = api_key
+        self.extra_headers = {}
         self.now = 0.0
         self.calls = []
+        self.keys_sent = []
 
     def clock(self):
         return self.now
@@ -37,6 +40,9 @@ class FakeClient(object):
         return "http://fake:8000" + path
 
     def _next(self, method, path):
+        self.keys_sent.append(self.api_key)
+        if not self.api_key and (method, path) in self.keyless:
+            return self.keyless[(method, path)]
         answers = self.routes.get((method, path))
         if answers is None:
             return (404, b"")
@@ -268,6 +274,62 @@ def test_vllm_run_all_paths_and_metrics():
     assert out["server"]["prefix_cache_hit_rate"] == 0.25
     posted = [c[2] for c in fc.calls if c[0] == "POST"]
     assert posted[0]["stream_options"] == {"include_usage": True} and posted[0]["ignore_eos"] is True and posted[0]["max_tokens"] == 8
+
+
+def keyed_vllm(n=8):
+    """A door in front of vLLM: every answer as vllm_routes with the key, 401 on /v1/models without one."""
+    return FakeClient(vllm_routes(n), api_key="door-key", keyless={("GET", "/v1/models"): (401, {"error": "no key"})})
+
+
+def test_refused_without_key_asks_once_without_the_key_then_generates_with_it():
+    fc = keyed_vllm()
+    out = e.EndpointChecker(fc).run(engine="openai", model="tiny", apis=["chat"], streaming="streamed", max_tokens=8, min_tokens=8,
+                                    refused_without_key=True)
+    assert out["model"] == "tiny" and out["output_tokens"] == 8
+    anonymous = [call for call, key in zip(fc.calls, fc.keys_sent) if key is None]
+    assert anonymous == [("GET", "/v1/models", None)]  # one request without the key, before any generation
+    assert fc.calls.index(("GET", "/v1/models", None)) < [c[0] for c in fc.calls].index("POST")
+    assert fc.api_key == "door-key"  # the checker's own client keeps its key
+
+
+@pytest.mark.parametrize("answer", [(200, {"object": "list", "data": [{"id": "tiny"}]}), (403, {"error": "closed"}), (404, b"")])
+def test_refused_without_key_fails_on_any_answer_but_401_and_generates_nothing(answer):
+    fc = FakeClient(vllm_routes(8), api_key="door-key", keyless={("GET", "/v1/models"): answer})
+    with pytest.raises(h.LlmAuthError, match=r"GET http://fake:8000/v1/models returned HTTP %d: answered without an API key, where HTTP 401 "
+                       r"was expected: anyone who reaches this address is served \(refused_without_key\)" % answer[0]):
+        e.EndpointChecker(fc).run(engine="openai", refused_without_key=True)
+    assert not [c for c in fc.calls if c[0] == "POST"]
+
+
+def test_refused_without_key_asks_ollamas_tag_list():
+    fc = FakeClient({("GET", "/api/version"): (200, {"version": "0.5.4"})}, api_key="k",
+                    keyless={("GET", "/api/tags"): (200, {"models": []})})
+    with pytest.raises(h.LlmAuthError, match=r"GET http://fake:8000/api/tags returned HTTP 200: answered without an API key"):
+        e.EndpointChecker(fc).run(engine="ollama", refused_without_key=True)
+
+
+def test_refused_without_key_needs_a_key():
+    with pytest.raises(h.LlmError, match="refused_without_key needs api_key"):
+        e.refuse_without_key(FakeClient(vllm_routes()), "/v1/models")
+
+
+def test_refused_without_key_drops_an_authorization_header_given_in_headers():
+    fc = keyed_vllm()
+    fc.extra_headers = {"authorization": "Bearer door-key", "X-Trace": "1"}
+    seen = []
+    real_request = FakeClient.request
+
+    def request(self, method, path, body=None, timeout=None, accept=None):
+        seen.append((self.api_key, dict(self.extra_headers)))
+        return real_request(self, method, path, body, timeout, accept)
+
+    FakeClient.request = request
+    try:
+        e.refuse_without_key(fc, "/v1/models")
+    finally:
+        FakeClient.request = real_request
+    assert seen == [(None, {"X-Trace": "1"})]
+    assert fc.extra_headers == {"authorization": "Bearer door-key", "X-Trace": "1"}
 
 
 def test_openai_stream_without_done_is_an_error():

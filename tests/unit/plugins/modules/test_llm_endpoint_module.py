@@ -58,7 +58,29 @@ def test_failure_says_what_was_called_and_how_to_fix(capsys):
     ({"url": "http://127.0.0.1:9", "min_tokens": 40, "max_tokens": 32}, "min_tokens (40) is larger than max_tokens (32)"),
     ({"url": "ftp://x"}, "is not an http:// or https:// URL"),
     ({"url": "http://127.0.0.1:9", "engine": "tgi", "apis": ["chat"]}, "apis entry 'chat' is not an API of engine tgi"),
+    ({"url": "http://127.0.0.1:9", "refused_without_key": True},
+     "refused_without_key is true but api_key is not set: the check sends one request without the key"),
 ])
 def test_option_errors(capsys, args, words):
     result, _out = run(capsys, args)
     assert result["rc"] == 1 and words in result["msg"]
+
+
+def test_refused_without_key_fails_on_an_engine_that_serves_without_its_key(capsys):
+    """The Ollama replay has no key: a request without one is served, so the check fails before any generation."""
+    with OllamaReplay() as srv:
+        result, out = run(capsys, {"url": srv.url, "engine": "ollama", "api_key": "door-key-123", "refused_without_key": True})
+    assert result["rc"] == 1 and "checks" not in result
+    assert result["msg"] == ("llm_endpoint %s (engine=ollama, model=None): GET %s/api/tags returned HTTP 200: answered without an API key, "
+                             "where HTTP 401 was expected: anyone who reaches this address is served (refused_without_key). Serve it "
+                             "through the gateway's door, or start the engine with its API key." % (srv.url, srv.url)
+                             + result["msg"][result["msg"].index(" Body starts:"):])
+    assert "door-key-123" not in out
+
+
+def test_refused_without_key_passes_where_a_request_without_the_key_gets_401(capsys):
+    with TgiReplay(api_key="hunter2-key") as srv:
+        result, out = run(capsys, {"url": srv.url, "engine": "tgi", "api_key": "hunter2-key", "refused_without_key": True})
+    assert result["rc"] == 0, result.get("msg")
+    assert [c["output_tokens"] for c in result["checks"]] == [32, 32]
+    assert "hunter2-key" not in out
