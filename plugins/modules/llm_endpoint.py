@@ -96,8 +96,8 @@ options:
   refused_without_key:
     description:
       - Once the endpoint is ready, also send one C(GET) without O(api_key) to a read-only route (C(/v1/models) for V(openai)
-        and V(tgi), C(/api/tags) for V(ollama)) and fail unless it answers HTTP 401, before any generation: proves that a
-        gateway's door, or an engine started with its key, refuses a request without one. Needs O(api_key).
+        and V(tgi), C(/api/tags) for V(ollama)) and fail unless it answers HTTP 401, before any generation. This proves that
+        a gateway's door, or an engine started with its key, refuses a request without one. Needs O(api_key).
     type: bool
     default: false
 attributes:
