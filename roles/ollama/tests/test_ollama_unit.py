@@ -84,3 +84,13 @@ def test_preflight_refuses_relative_paths_and_bad_caps(tmp_path, extra, expect):
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert expect in out, out
+
+
+def test_preflight_names_every_failed_variable_check_in_one_run(tmp_path):
+    result = run_role(tmp_path, ollama_home="var/lib/ollama", ollama_tasks_max="many", ollama_smoke_ready_timeout=30)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, out
+    for expect in ('ollama_home is "var/lib/ollama", not an absolute path', "ollama_tasks_max a number (got many)",
+                   "ollama_smoke_ready_timeout was renamed ollama_smoke_timeout in 0.2.0"):
+        assert expect in out, out[-3000:]
+    assert "ollama_models_dir is" not in out and "Installing Ollama needs" not in out  # the checks that pass say nothing

