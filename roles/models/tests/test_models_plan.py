@@ -151,3 +151,19 @@ def test_a_missing_group_and_a_full_disk_are_refused_before_any_copy(tmp_path):
     assert not (tmp_path / "root").exists()
     found, out = plan(tmp_path, models, models_disk_headroom_mb=0)
     assert found and found["bytes"] == sum(len(d) for d in FILES.values()) + len(GGUF), out
+
+
+def test_the_variable_checks_name_every_bad_variable_in_one_run(tmp_path):
+    models = sources(tmp_path)
+    models[1]["name"] = "tiny"  # two models named tiny
+    result, out = plan(tmp_path, models, models_root="srv/models", models_keep_revisions=0)
+    assert result is None, out[-3000:]
+    for expect in ("models_list names must be unique and made of letters", 'models_root is "srv/models", a relative path',
+                   "models_keep_revisions is 0; it counts the revision in service too"):
+        assert expect in out, out[-3000:]
+
+
+def test_the_variable_checks_pass_quietly_on_good_variables(tmp_path):
+    result, out = plan(tmp_path, sources(tmp_path))
+    assert result is not None, out[-3000:]
+    assert "a relative path" not in out and "must be unique" not in out
