@@ -226,3 +226,16 @@ def test_the_smoke_fails_a_door_that_serves_without_a_key_names_it_and_never_sho
     assert "socat stdio /run/gw.sock" in out
     assert ("GET", "/api/tags", None) in seen and not [s for s in seen if s[0] == "POST"]  # refused before any generation
     assert KEY not in out and KEY[:20] not in out
+
+
+def test_the_smoke_keeps_the_error_of_a_failure_that_is_no_door_s(tmp_path):
+    """A failure before any door was called (here the plan has no doors list) keeps its own message in the rescue's."""
+    with open(os.path.join(ROLE, "tasks", "smoke.yml"), encoding="utf-8") as handle:
+        tasks = yaml.safe_load(handle)
+    variables = {"gateway_smoke": True, "gateway_api_keys": [{"name": "alice", "key": KEY}], "gateway_runtime_socket": "/run/gw.sock",
+                 "__gateway_plan": {}, "gateway_tls_self_signed": True, "gateway_curl_host": "127.0.0.1"}
+    result = role_templates.run_tasks(tmp_path, tasks, variables)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, out[-3000:]
+    assert "gateway on localhost:" in out and "doors" in out.split("gateway on localhost:", 1)[1], out[-3000:]
+    assert KEY not in out
